@@ -1,0 +1,48 @@
+# saga_streams: `make run` starts everything, `make test` checks everything.
+# Every target installs what is missing first, so a fresh clone needs nothing else.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+JARS_STAMP := $(VENV)/.kafka-jars
+
+.PHONY: install tools run kafka test unit lint clean
+
+install: $(STAMP) $(JARS_STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("saga_streams needs Python >= 3.11" if sys.version_info < (3, 11) else 0)'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+# The Kafka broker's jars, resolved by Maven into a cache outside the repository.
+$(JARS_STAMP): $(STAMP) kafka/pom.xml
+	$(PY) -c 'from saga_streams.local.kafka import ensure_jars; print("kafka jars:", ensure_jars())'
+	touch $@
+
+run: install
+	$(PY) -m saga_streams run
+
+kafka: install
+	$(PY) -m saga_streams kafka
+
+lint: install
+	$(VENV)/bin/ruff check saga_streams tests
+	$(VENV)/bin/ruff format --check saga_streams tests
+	$(VENV)/bin/mypy
+
+# kcat and `docker compose`, which the end-to-end tests call as a person would.
+tools:
+	scripts/install-test-tools
+
+test: install tools lint
+	$(PY) -m pytest
+
+unit: install
+	$(PY) -m pytest -m "not kafka"
+
+clean:
+	rm -rf .data .pytest_cache .mypy_cache .ruff_cache

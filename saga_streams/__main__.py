@@ -1,0 +1,58 @@
+"""Command line: ``python -m saga_streams worker ROLE | run | kafka``."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from saga_streams.roles import ROLES
+
+USAGE = """\
+python -m saga_streams worker ROLE [--web-port N] [faust worker options...]
+python -m saga_streams run     # local Kafka + the three workers, Ctrl-C stops all
+python -m saga_streams kafka   # the local Kafka broker alone, in the foreground
+ROLE is one of: """ + ", ".join(ROLES)
+
+
+def worker(argv: list[str]) -> int:
+    """Run the Faust worker of one role: the same as ``faust -A <module> worker``."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    role = ROLES.get(name)
+    if role is None:
+        print(
+            f"saga_streams: unknown role {name!r}; use one of {', '.join(ROLES)}", file=sys.stderr
+        )
+        return 2
+    app = importlib.import_module(role.module).app
+    if not any(arg in ("-l", "--loglevel") or arg.startswith("--loglevel=") for arg in rest):
+        rest = ["--loglevel", "info", *rest]
+    sys.argv = [f"faust -A {role.module}", "worker", *rest]
+    app.main()  # runs until stopped; exits through SystemExit
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command == "worker":
+        return worker(rest)
+    if command == "kafka":
+        from saga_streams.local.kafka import main as kafka_main
+
+        return kafka_main(rest)
+    if command == "run":
+        from saga_streams.local.stack import main as stack_main
+
+        return stack_main(rest)
+    print(f"saga_streams: unknown command {command!r}\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

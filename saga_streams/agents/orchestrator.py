@@ -1,0 +1,73 @@
+"""The orchestrator: runs every saga by feeding its inputs to the pure engine.
+
+Start with ``python -m saga_streams worker orchestrator`` or
+``faust -A saga_streams.agents.orchestrator worker -l info --web-port 8000``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import faust
+
+from saga_streams.app import (
+    REPLY_TOPIC,
+    TRANSFER_REQUEST_TOPIC,
+    command_topic_names,
+    create_app,
+    declare_topic,
+    settings_or_exit,
+)
+from saga_streams.messages import MessageError, Reply, TransferRequested, decode, encode
+from saga_streams.roles import ORCHESTRATOR
+from saga_streams.saga.engine import decide
+from saga_streams.saga.logbook import render
+from saga_streams.tables.sagas import SagaStore
+from saga_streams.web.health import register_health_view
+from saga_streams.web.sagas import register_saga_views
+
+__all__ = ["app", "run_sagas"]
+
+log = logging.getLogger("saga_streams.orchestrator")
+
+settings = settings_or_exit()
+app = create_app(ORCHESTRATOR, settings)
+sagas = SagaStore(app, settings.partitions)
+
+transfer_requests_topic = declare_topic(app, TRANSFER_REQUEST_TOPIC, partitions=settings.partitions)
+# Requests and replies are both keyed by saga id and consumed by one agent, so all moves
+# of one saga happen one at a time, in the table partition that owns it.
+saga_inputs_topic = declare_topic(
+    app, TRANSFER_REQUEST_TOPIC, REPLY_TOPIC, partitions=settings.partitions
+)
+command_topics = {
+    name: declare_topic(app, name, partitions=settings.partitions) for name in command_topic_names()
+}
+
+
+@app.agent(saga_inputs_topic, concurrency=1)
+async def run_sagas(stream: faust.StreamT[bytes]) -> None:
+    # concurrency=1: with more, Faust can commit an offset past an event still in flight.
+    async for raw in stream:
+        try:
+            message = decode(raw)
+        except MessageError as exc:
+            log.warning("⏭️  Skipped a malformed message: %s", exc)
+            continue
+        if not isinstance(message, TransferRequested | Reply):
+            log.warning("⏭️  Skipped a %s on an orchestrator topic", type(message).__name__)
+            continue
+        saga = sagas.get(message.saga_id)
+        decision = decide(saga, message, now=int(time.time() * 1000))
+        if decision.saga is not None and decision.saga != saga:
+            sagas.put(decision.saga)
+        for topic_name, command in decision.commands:
+            # Keyed by account: one account's commands stay in order on one partition.
+            await command_topics[topic_name].send(key=command.account, value=encode(command))
+        for event in decision.events:
+            log.info(render(event))
+
+
+register_saga_views(app, sagas, transfer_requests_topic)
+register_health_view(app, ORCHESTRATOR)

@@ -1,0 +1,111 @@
+"""What service A and service B share: an account, its command topics, its replies.
+
+A participant knows nothing about sagas: it executes a command on its account, at most
+once, and answers on ``orchestrator-response``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from saga_streams.accounts import Execution, execute
+from saga_streams.app import REPLY_TOPIC, create_app, declare_topic, settings_or_exit
+from saga_streams.faults import should_fail
+from saga_streams.messages import ACTION, Command, MessageError, Reply, decode, encode
+from saga_streams.money import format_dollars
+from saga_streams.roles import Participant
+from saga_streams.tables.accounts import AccountStore
+from saga_streams.web.balance import register_balance_view
+from saga_streams.web.health import register_health_view
+
+__all__ = ["create_participant_app", "describe"]
+
+
+def _past(action: str) -> str:
+    return action + ("d" if action.endswith("e") else "ed")
+
+
+def describe(command: Command, result: Execution) -> str:
+    """The seed's service log lines for one command, tagged with the saga id."""
+    tag = f"[saga {command.saga_id}]"
+    verb = command.action.capitalize()
+    amount = format_dollars(command.amount_cents)
+    received = (
+        f"📨 RECEIVED: {verb} {amount} {tag}"
+        if command.kind == ACTION
+        else f"🔄 COMPENSATION: {verb} {amount} {tag}"
+    )
+    if result.duplicate:
+        return f"{received}\n🔁 ALREADY ANSWERED: {result.status}; balance untouched {tag}"
+    if result.status == "FAILED":
+        return f"{received}\n❌ FAILED: {verb} {amount} {tag}\n   Error: {result.error}"
+    if not result.moved_money:  # a compensation that arrived before its action
+        return f"{received}\n✅ Nothing to {command.action}: the action never ran here {tag}"
+    done = (
+        f"✅ SUCCESS: {_past(verb)} {amount}"
+        if command.kind == ACTION
+        else f"✅ {_past(verb)} {amount}"
+    )
+    balance = (
+        f"   Balance: {format_dollars(result.balance_before)} → "
+        f"{format_dollars(result.balance_after)}"
+    )
+    return f"{received}\n{done} {tag}\n{balance}"
+
+
+def create_participant_app(participant: Participant) -> faust.App:
+    settings = settings_or_exit()
+    role = participant.role
+    app = create_app(role, settings)
+    log = logging.getLogger(f"saga_streams.{role.name}")
+    accounts = AccountStore(
+        app, settings.partitions, {participant.account: participant.opening_balance(settings)}
+    )
+    failure_rate = participant.failure_rate(settings)
+    topics = participant.topics()
+    commands_topic = declare_topic(app, *topics, partitions=settings.partitions)
+    replies_topic = declare_topic(app, REPLY_TOPIC, partitions=settings.partitions)
+
+    async def execute_commands(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            try:
+                command = decode(event.value)
+            except MessageError as exc:
+                log.warning("⏭️  Skipped a malformed message: %s", exc)
+                continue
+            kind, effect = topics[event.message.topic]
+            if not isinstance(command, Command) or command.kind != kind:
+                log.warning("⏭️  Skipped a message that is not a %s command: %r", kind, command)
+                continue
+            if not accounts.is_open(command.account):
+                reply_error: str | None = f"UNKNOWN_ACCOUNT: {command.account}"
+                status = "FAILED"
+                log.warning("❌ Unknown account %s [saga %s]", command.account, command.saga_id)
+            else:
+                account = accounts.get(command.account)
+                fails = should_fail(role.name, command.command_id, failure_rate)
+                injected = participant.failure_error if fails else None
+                result = execute(account, command, effect, injected)
+                if not result.duplicate:
+                    accounts.put(account)
+                reply_error, status = result.error, result.status
+                log.info(describe(command, result))
+            reply = Reply(
+                command_id=command.command_id,
+                saga_id=command.saga_id,
+                step=command.step,
+                kind=command.kind,
+                service=role.name,
+                action=command.action,
+                status=status,  # type: ignore[arg-type]
+                error=reply_error,
+            )
+            await replies_topic.send(key=command.saga_id, value=encode(reply))
+
+    # concurrency=1: the account is read, changed and written per command, one at a time.
+    app.agent(commands_topic, name=f"{role.name}-execute-commands", concurrency=1)(execute_commands)
+    register_balance_view(app, accounts, participant.account)
+    register_health_view(app, role)
+    return app

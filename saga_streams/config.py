@@ -1,0 +1,89 @@
+"""Settings read from the environment, the same names in every role.
+
+Everything a worker needs to know about its surroundings comes from here, so a bad value
+stops the worker at start with one clear line instead of failing at the first message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from saga_streams.money import parse_cents
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+DEFAULT_BROKER = "kafka://127.0.0.1:9092"
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the system cannot run with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_broker: str
+    data_dir: Path
+    service_a_failure_rate: float
+    service_b_failure_rate: float
+    partitions: int
+    opening_balance_a_cents: int
+    opening_balance_b_cents: int
+
+
+def _rate(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number; use a probability in [0, 1]") from None
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise ConfigError(f"{name}={raw!r} is out of range; use a probability in [0, 1]")
+    return value
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int, maximum: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if not 1 <= value <= maximum:
+        raise ConfigError(f"{name}={raw!r} is out of range; use 1 to {maximum}")
+    return value
+
+
+def _balance(env: Mapping[str, str], name: str, default_cents: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default_cents
+    try:
+        return parse_cents(raw, allow_zero=True)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r}: {exc}") from None
+
+
+def _broker(env: Mapping[str, str]) -> str:
+    raw = env.get("KAFKA_BROKER", "").strip() or DEFAULT_BROKER
+    # Faust wants a URL; accept the bare host:port that kcat users type as well.
+    return raw if "://" in raw else f"kafka://{raw}"
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise ConfigError naming the first bad one."""
+    env = os.environ if env is None else env
+    return Settings(
+        kafka_broker=_broker(env),
+        data_dir=Path(env.get("DATA_DIR", "").strip() or ".data"),
+        service_a_failure_rate=_rate(env, "SERVICE_A_FAILURE_RATE", 0.2),
+        service_b_failure_rate=_rate(env, "SERVICE_B_FAILURE_RATE", 0.3),
+        partitions=_positive_int(env, "TOPIC_PARTITIONS", 4, maximum=256),
+        opening_balance_a_cents=_balance(env, "OPENING_BALANCE_A", 1000_00),
+        opening_balance_b_cents=_balance(env, "OPENING_BALANCE_B", 500_00),
+    )

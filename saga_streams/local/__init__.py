@@ -1,0 +1,1 @@
+"""Local development helpers: a real single-node Kafka broker without Docker."""

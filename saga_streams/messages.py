@@ -1,0 +1,148 @@
+"""What travels over Kafka: transfer requests, commands and replies, as JSON.
+
+Each message names its own ``type`` and carries the saga id, so ``kcat`` shows a reader
+everything needed to follow a saga across topics. Parsing is strict: a malformed message
+raises ``MessageError`` and the agent that received it logs and skips it, rather than
+crashing the worker or guessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import orjson
+
+__all__ = [
+    "ACTION",
+    "COMPENSATION",
+    "Command",
+    "CommandKind",
+    "MessageError",
+    "Reply",
+    "ReplyStatus",
+    "TransferRequested",
+    "decode",
+    "encode",
+]
+
+CommandKind = Literal["ACTION", "COMPENSATION"]
+ReplyStatus = Literal["SUCCESS", "FAILED"]
+ACTION: CommandKind = "ACTION"
+COMPENSATION: CommandKind = "COMPENSATION"
+
+
+class MessageError(ValueError):
+    """A message on a topic is not one this system understands."""
+
+
+@dataclass(frozen=True)
+class TransferRequested:
+    """``POST /transfer`` accepted a transfer; the orchestrator turns it into a saga."""
+
+    saga_id: str
+    workflow: str
+    amount_cents: int
+    requested_at: int  # epoch milliseconds, stamped by the web view
+
+    type: Literal["TransferRequested"] = "TransferRequested"
+
+
+@dataclass(frozen=True)
+class Command:
+    """The orchestrator tells a participant to do (or undo) one step of a saga.
+
+    ``command_id`` is stable across resends, so a participant applies it at most once.
+    A compensation carries ``undoes``: the id of the action it reverses.
+    """
+
+    command_id: str
+    saga_id: str
+    step: int
+    kind: CommandKind
+    action: str
+    account: str
+    amount_cents: int
+    undoes: str | None = None
+
+    type: Literal["Command"] = "Command"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A participant's answer to a command, sent to ``orchestrator-response``."""
+
+    command_id: str
+    saga_id: str
+    step: int
+    kind: CommandKind
+    service: str
+    action: str
+    status: ReplyStatus
+    error: str | None = None
+
+    type: Literal["Reply"] = "Reply"
+
+
+Message = TransferRequested | Command | Reply
+_TYPES: dict[str, type[Message]] = {
+    "TransferRequested": TransferRequested,
+    "Command": Command,
+    "Reply": Reply,
+}
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "saga_id": (str,),
+    "workflow": (str,),
+    "command_id": (str,),
+    "action": (str,),
+    "account": (str,),
+    "service": (str,),
+    "amount_cents": (int,),
+    "requested_at": (int,),
+    "step": (int,),
+    "undoes": (str, type(None)),
+    "error": (str, type(None)),
+}
+_OPTIONAL = frozenset({"undoes", "error"})
+_ENUMS: dict[str, tuple[str, ...]] = {
+    "kind": ("ACTION", "COMPENSATION"),
+    "status": ("SUCCESS", "FAILED"),
+}
+
+
+def encode(message: Message) -> bytes:
+    return orjson.dumps(asdict(message))
+
+
+def decode(raw: bytes | str | Mapping[str, Any]) -> Message:
+    """Parse one message from its JSON form; raise MessageError on anything unexpected."""
+    if isinstance(raw, Mapping):
+        data: Any = raw
+    else:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise MessageError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise MessageError("not a JSON object")
+    cls = _TYPES.get(data.get("type"))  # type: ignore[arg-type]
+    if cls is None:
+        raise MessageError(f"unknown message type {data.get('type')!r}")
+    fields = {name for name in cls.__dataclass_fields__ if name != "type"}
+    kwargs: dict[str, Any] = {}
+    for name in fields:
+        if name not in data:
+            if name in _OPTIONAL:
+                continue
+            raise MessageError(f"{cls.__name__} lacks {name!r}")
+        value = data[name]
+        if name in _ENUMS:
+            if value not in _ENUMS[name]:
+                raise MessageError(
+                    f"{cls.__name__}.{name} = {value!r} is not one of {_ENUMS[name]}"
+                )
+        elif not isinstance(value, _FIELD_TYPES[name]) or isinstance(value, bool):
+            raise MessageError(f"{cls.__name__}.{name} has the wrong type: {value!r}")
+        kwargs[name] = value
+    return cls(**kwargs)

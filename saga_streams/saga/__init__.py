@@ -1,0 +1,1 @@
+"""The saga itself: the workflow as data and the pure engine that runs it."""

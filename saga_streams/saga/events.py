@@ -1,0 +1,128 @@
+"""What happened to a saga, as the engine reports it; the agent turns these into log lines.
+
+Keeping them as data lets the engine stay pure and lets tests assert on what happened
+without parsing log text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "CompensationDispatched",
+    "CompensationRefused",
+    "MessageIgnored",
+    "RollbackStarted",
+    "SagaCompleted",
+    "SagaEvent",
+    "SagaFailed",
+    "SagaRolledBack",
+    "SagaStarted",
+    "StepCompensated",
+    "StepDispatched",
+    "StepFailed",
+    "StepSucceeded",
+]
+
+
+@dataclass(frozen=True)
+class SagaStarted:
+    saga_id: str
+    workflow: str
+    amount_cents: int
+    total_steps: int
+
+
+@dataclass(frozen=True)
+class StepDispatched:
+    saga_id: str
+    step: int
+    total_steps: int
+    label: str  # service-a.deduct
+    topic: str
+    resent: bool
+
+
+@dataclass(frozen=True)
+class StepSucceeded:
+    saga_id: str
+    step: int
+    total_steps: int
+    label: str
+
+
+@dataclass(frozen=True)
+class StepFailed:
+    saga_id: str
+    step: int
+    total_steps: int
+    label: str
+    error: str
+
+
+@dataclass(frozen=True)
+class RollbackStarted:
+    saga_id: str
+    failed_step: int
+
+
+@dataclass(frozen=True)
+class CompensationDispatched:
+    saga_id: str
+    step: int
+    participant: str
+    resent: bool
+
+
+@dataclass(frozen=True)
+class StepCompensated:
+    saga_id: str
+    step: int
+    participant: str
+
+
+@dataclass(frozen=True)
+class CompensationRefused:
+    saga_id: str
+    step: int
+    error: str
+
+
+@dataclass(frozen=True)
+class SagaCompleted:
+    saga_id: str
+    amount_cents: int
+
+
+@dataclass(frozen=True)
+class SagaRolledBack:
+    saga_id: str
+
+
+@dataclass(frozen=True)
+class SagaFailed:
+    saga_id: str
+    failed_step: int
+    error: str
+
+
+@dataclass(frozen=True)
+class MessageIgnored:
+    saga_id: str
+    reason: str
+
+
+SagaEvent = (
+    SagaStarted
+    | StepDispatched
+    | StepSucceeded
+    | StepFailed
+    | RollbackStarted
+    | CompensationDispatched
+    | StepCompensated
+    | CompensationRefused
+    | SagaCompleted
+    | SagaRolledBack
+    | SagaFailed
+    | MessageIgnored
+)

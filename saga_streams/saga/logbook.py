@@ -1,0 +1,99 @@
+"""The seed's log lines, rendered from engine events.
+
+A reader of the seed expects its banners and emoji; every line here also names the saga,
+so ``grep <saga id>`` follows one saga through the orchestrator's log.
+"""
+
+from __future__ import annotations
+
+from saga_streams.money import format_dollars
+from saga_streams.saga.events import (
+    CompensationDispatched,
+    CompensationRefused,
+    MessageIgnored,
+    RollbackStarted,
+    SagaCompleted,
+    SagaEvent,
+    SagaFailed,
+    SagaRolledBack,
+    SagaStarted,
+    StepCompensated,
+    StepDispatched,
+    StepFailed,
+    StepSucceeded,
+)
+from saga_streams.saga.workflow import WORKFLOWS
+
+__all__ = ["render"]
+
+RULE = "=" * 60
+
+
+def _banner(*lines: str) -> str:
+    return "\n".join((RULE, *lines, RULE))
+
+
+def _party(participant: str, account: str) -> str:
+    # "service-a" -> "Account A (Service A)", as the seed writes it.
+    return f"Account {account} ({participant.replace('-', ' ').title()})"
+
+
+def render(event: SagaEvent) -> str:
+    """One log record per event; banners span lines, each other record is one line."""
+    tag = f"[saga {event.saga_id}]"
+    match event:
+        case SagaStarted():
+            steps = WORKFLOWS[event.workflow].steps
+            first, last = steps[0], steps[-1]
+            return _banner(
+                f"🚀 STARTING SAGA: {event.saga_id}",
+                f"   Transfer: {format_dollars(event.amount_cents)}",
+                f"   From: {_party(first.participant, first.account)}",
+                f"   To: {_party(last.participant, last.account)}",
+                f"   Steps: {event.total_steps}",
+            )
+        case StepDispatched(resent=False):
+            participant = event.label.split(".")[0]
+            return (
+                f"⏩ STEP {event.step}/{event.total_steps}: {event.label} {tag}\n"
+                f"   Sending command to {participant}..."
+            )
+        case StepDispatched(resent=True):
+            return f"🔁 STEP {event.step}/{event.total_steps}: {event.label} sent again {tag}"
+        case StepSucceeded():
+            participant = event.label.split(".")[0]
+            return f"✅ Step {event.step} SUCCESS from {participant} {tag}"
+        case StepFailed():
+            participant = event.label.split(".")[0]
+            return f"❌ Step {event.step} FAILED from {participant} {tag}\n   Error: {event.error}"
+        case RollbackStarted():
+            return _banner(
+                f"⚠️  SAGA FAILED: {event.saga_id}",
+                f"   Failed at step {event.failed_step}",
+                "   Starting ROLLBACK...",
+            )
+        case CompensationDispatched(resent=False):
+            return f"🔄 COMPENSATING STEP {event.step}: {event.participant} {tag}"
+        case CompensationDispatched(resent=True):
+            return f"🔁 COMPENSATING STEP {event.step}: {event.participant} sent again {tag}"
+        case StepCompensated():
+            return f"↩️  Step {event.step} COMPENSATED by {event.participant} {tag}"
+        case CompensationRefused():
+            return f"⛔ Compensation of step {event.step} refused {tag}\n   Error: {event.error}"
+        case SagaCompleted():
+            return _banner(
+                f"✅ SAGA COMPLETED: {event.saga_id}",
+                f"   Amount: {format_dollars(event.amount_cents)}",
+                "   All steps successful!",
+            )
+        case SagaRolledBack():
+            return _banner(f"❌ SAGA ROLLED BACK: {event.saga_id}", "   All changes reverted")
+        case SagaFailed():
+            return _banner(
+                f"❌ SAGA FAILED: {event.saga_id}",
+                f"   Failed at step {event.failed_step}: {event.error}",
+                "   Nothing to roll back",
+            )
+        case MessageIgnored():
+            return f"⏭️  Ignored: {event.reason} {tag}"
+    raise AssertionError(f"no log line for {event!r}")

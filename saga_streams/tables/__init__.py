@@ -1,0 +1,1 @@
+"""Changelog-backed state: RocksDB locally, Kafka changelog topics for recovery."""

@@ -1,0 +1,42 @@
+"""The orchestrator's saga table: saga id -> saga state.
+
+Its changelog is ``saga-orchestrator-sagas-changelog``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import faust
+from faust.types import TableT
+
+from saga_streams.saga.state import Saga
+
+__all__ = ["SagaStore"]
+
+
+class SagaStore:
+    """Typed access to the saga table; values are stored as plain JSON dicts."""
+
+    def __init__(self, app: faust.App, partitions: int) -> None:
+        self.table: TableT[str, Any] = app.Table(
+            "sagas",
+            partitions=partitions,
+            key_type=str,
+            help="Saga id to saga state",
+        )
+
+    def get(self, saga_id: str) -> Saga | None:
+        data = self.table.get(saga_id)
+        return None if data is None else Saga.from_dict(data)
+
+    def put(self, saga: Saga) -> None:
+        """Only from inside the orchestrator agent: Faust writes the changelog partition
+        of the event being processed."""
+        self.table[saga.saga_id] = saga.to_dict()
+
+    def all(self) -> Iterator[Saga]:
+        """Every saga this worker holds (all of them while one worker runs the role)."""
+        for data in self.table.values():
+            yield Saga.from_dict(data)

@@ -1,0 +1,1 @@
+"""HTTP views. They read tables and publish requests; only agents change tables."""

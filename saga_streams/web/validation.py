@@ -1,0 +1,109 @@
+"""Strict parsing of what clients send. Anything doubtful is a 400 that changes nothing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from saga_streams.money import parse_cents
+from saga_streams.saga.state import TERMINAL
+
+__all__ = [
+    "SAGA_STATUSES",
+    "BadRequest",
+    "SagaQuery",
+    "TransferInput",
+    "parse_saga_query",
+    "parse_transfer",
+]
+
+SAGA_STATUSES = ("STARTED", "COMPENSATING", *sorted(TERMINAL))
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+class BadRequest(ValueError):
+    """The request is wrong; the message says how, for the ``error`` field of a 400."""
+
+
+@dataclass(frozen=True)
+class TransferInput:
+    amount_cents: int
+
+
+@dataclass(frozen=True)
+class SagaQuery:
+    status: str | None
+    limit: int
+    cursor: tuple[int, str] | None  # (created_at, saga_id) of the last saga already seen
+
+
+def _reject_constant(name: str) -> Any:
+    raise BadRequest(f"body is not valid JSON: {name} is not allowed")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise BadRequest(f"field {key!r} appears twice")
+        result[key] = value
+    return result
+
+
+def parse_transfer(content_type: str, body: bytes) -> TransferInput:
+    """Validate a ``POST /transfer`` request: JSON ``{"amount": <dollars>}``."""
+    if content_type != "application/json":
+        raise BadRequest("Content-Type must be application/json")
+    try:
+        # Decimal keeps "0.1" exact, so "at most 2 decimals" is checked on what was sent.
+        data = json.loads(
+            body,
+            parse_float=Decimal,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_unique_keys,
+        )
+    except BadRequest:
+        raise
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError, int too long
+        raise BadRequest("body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest('body must be a JSON object like {"amount": 100}')
+    unknown = sorted(set(data) - {"amount"})
+    if unknown:
+        raise BadRequest(f"unknown field {unknown[0]!r}; expected only 'amount'")
+    if "amount" not in data:
+        raise BadRequest('missing field "amount"')
+    amount = data["amount"]
+    if isinstance(amount, str):
+        # A string that looks like a number is still a string: refuse rather than guess.
+        raise BadRequest("amount must be a JSON number, not a string")
+    try:
+        return TransferInput(amount_cents=parse_cents(amount))
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def parse_saga_query(query: dict[str, str]) -> SagaQuery:
+    """Validate ``GET /sagas`` parameters: ``status``, ``limit``, ``cursor``."""
+    unknown = sorted(set(query) - {"status", "limit", "cursor"})
+    if unknown:
+        raise BadRequest(f"unknown parameter {unknown[0]!r}")
+    status = query.get("status")
+    if status is not None and status not in SAGA_STATUSES:
+        raise BadRequest(f"status must be one of {', '.join(SAGA_STATUSES)}")
+    limit = DEFAULT_PAGE_SIZE
+    if "limit" in query:
+        raw = query["limit"]
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+            raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}")
+        limit = int(raw)
+    cursor = None
+    if "cursor" in query:
+        created, _, saga_id = query["cursor"].partition(".")
+        if not created.isdigit() or not saga_id:
+            raise BadRequest("cursor is malformed; use the 'next' link of the previous page")
+        cursor = (int(created), saga_id)
+    return SagaQuery(status=status, limit=limit, cursor=cursor)

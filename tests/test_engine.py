@@ -1,0 +1,150 @@
+"""The pure engine: every path of the seed's two-step transfer, and redelivery."""
+
+from __future__ import annotations
+
+from saga_streams.saga.engine import action_id, compensation_id, decide, pending_command
+from saga_streams.saga.events import (
+    MessageIgnored,
+    RollbackStarted,
+    SagaCompleted,
+    SagaFailed,
+    SagaRolledBack,
+    SagaStarted,
+    StepDispatched,
+)
+from saga_streams.saga.workflow import TRANSFER
+from tests.sagatest import given_saga
+
+
+def test_start_sends_step_one_deduct() -> None:
+    scenario = given_saga(100_00).expect_command("service-a-deduct").expect_status("STARTED")
+    command = scenario.awaited
+    assert command.command_id == action_id("s1", 1)
+    assert (command.kind, command.action, command.account, command.amount_cents) == (
+        "ACTION",
+        "deduct",
+        "A",
+        100_00,
+    )
+    assert [type(e) for e in scenario.last.events] == [SagaStarted, StepDispatched]
+    scenario.expect_outcomes("PENDING", "NOT_STARTED")
+
+
+def test_success_flow_completes_after_step_two() -> None:
+    (
+        given_saga()
+        .success()
+        .expect_command("service-b-add")
+        .expect_outcomes("SUCCEEDED", "PENDING")
+        .success()
+        .expect_no_command()
+        .expect_status("COMPLETED")
+        .expect_outcomes("SUCCEEDED", "SUCCEEDED")
+        .expect_event(SagaCompleted)
+    )
+
+
+def test_step_one_failure_is_failed_with_nothing_to_undo() -> None:
+    scenario = (
+        given_saga()
+        .failure("INSUFFICIENT_FUNDS")
+        .expect_no_command()
+        .expect_status("FAILED")
+        .expect_outcomes("FAILED", "NOT_STARTED")
+        .expect_event(SagaFailed)
+    )
+    assert scenario.saga is not None and scenario.saga.steps[0].error == "INSUFFICIENT_FUNDS"
+
+
+def test_step_two_failure_refunds_step_one_then_rolls_back() -> None:
+    scenario = (
+        given_saga(50_00)
+        .success()
+        .failure("Account verification failed")
+        .expect_command("service-a-refund")
+        .expect_status("COMPENSATING")
+        .expect_outcomes("COMPENSATING", "FAILED")
+        .expect_event(RollbackStarted)
+    )
+    refund = scenario.awaited
+    assert refund.command_id == compensation_id("s1", 1)
+    assert refund.undoes == action_id("s1", 1)
+    assert (refund.kind, refund.action, refund.amount_cents) == ("COMPENSATION", "refund", 50_00)
+    (
+        scenario.success()
+        .expect_no_command()
+        .expect_status("ROLLED_BACK")
+        .expect_outcomes("COMPENSATED", "FAILED")
+        .expect_event(SagaRolledBack)
+    )
+
+
+def test_duplicate_reply_is_ignored_and_changes_nothing() -> None:
+    scenario = given_saga().success()
+    first_reply = scenario.reply_to(scenario.sent[0][1], "SUCCESS")
+    before = scenario.saga
+    # The reply that made the latest move comes again: resend the awaited command
+    # (same id), in case the first send was lost with a crashed worker.
+    scenario.deliver(first_reply).expect_command("service-b-add")
+    assert scenario.saga == before
+    assert scenario.awaited.command_id == action_id("s1", 2)
+
+
+def test_late_reply_after_terminal_never_moves_the_saga_back() -> None:
+    scenario = given_saga().success().success().expect_status("COMPLETED")
+    add = scenario.sent[1][1]
+    for status in ("FAILED", "SUCCESS"):
+        scenario.deliver(scenario.reply_to(add, status))  # type: ignore[arg-type]
+        scenario.expect_status("COMPLETED").expect_no_command().expect_event(MessageIgnored)
+
+
+def test_reply_for_a_command_not_awaited_is_ignored() -> None:
+    scenario = given_saga()
+    deduct = scenario.awaited
+    stray = scenario.reply_to(deduct, "SUCCESS")
+    stray = type(stray)(**{**stray.__dict__, "command_id": "s1-9", "step": 1})
+    before = scenario.saga
+    scenario.deliver(stray).expect_no_command().expect_event(MessageIgnored)
+    assert scenario.saga == before
+
+
+def test_reply_for_an_unknown_saga_is_ignored_without_state() -> None:
+    scenario = given_saga()
+    reply = scenario.reply_to(scenario.awaited, "SUCCESS")
+    decision = decide(None, reply, 5)
+    assert decision.saga is None and decision.commands == ()
+    assert isinstance(decision.events[0], MessageIgnored)
+
+
+def test_redelivered_request_resends_the_awaited_command_only() -> None:
+    scenario = given_saga()
+    scenario.deliver(scenario.request).expect_command("service-a-deduct")
+    assert scenario.awaited.command_id == action_id("s1", 1)
+    event = scenario.last.events[0]
+    assert isinstance(event, StepDispatched) and event.resent
+    # Once ended, a redelivered request does nothing at all.
+    scenario.success().success().deliver(scenario.request).expect_no_command()
+
+
+def test_pending_command_is_derived_from_the_steps() -> None:
+    scenario = given_saga().success().failure()
+    assert scenario.saga is not None
+    pending = pending_command(TRANSFER, scenario.saga)
+    assert pending is not None and pending[0] == "service-a-refund"
+
+
+def test_a_refused_compensation_keeps_the_saga_compensating() -> None:
+    scenario = given_saga().success().failure()
+    refund = scenario.awaited
+    scenario.deliver(scenario.reply_to(refund, "FAILED", "ledger unavailable"))
+    scenario.expect_status("COMPENSATING").expect_no_command()
+    assert scenario.saga is not None and scenario.saga.steps[0].error == "ledger unavailable"
+    # The same compensation, answered later, still completes the rollback.
+    scenario.deliver(scenario.reply_to(refund, "SUCCESS")).expect_status("ROLLED_BACK")
+
+
+def test_unknown_workflow_request_is_ignored() -> None:
+    scenario = given_saga()
+    request = type(scenario.request)("s2", "no-such-flow", 100, 1)
+    decision = decide(None, request, 5)
+    assert decision.saga is None and decision.commands == ()

@@ -1,0 +1,136 @@
+"""Money parsing and the strict input rules of POST /transfer and GET /sagas."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from saga_streams.config import ConfigError, load_settings
+from saga_streams.money import MAX_AMOUNT_CENTS, dollars, format_dollars, parse_cents
+from saga_streams.web.validation import BadRequest, parse_saga_query, parse_transfer
+
+JSON = "application/json"
+
+
+@pytest.mark.parametrize(
+    ("value", "cents"),
+    [
+        (100, 100_00),
+        (Decimal("0.1"), 10),
+        (Decimal("0.20"), 20),
+        (Decimal("1.000"), 100),
+        (Decimal("1E+2"), 100_00),
+        ("12.34", 12_34),
+    ],
+)
+def test_parse_cents_accepts_dollars_with_at_most_two_decimals(value: object, cents: int) -> None:
+    assert parse_cents(value) == cents
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        True,
+        False,
+        0,
+        -1,
+        Decimal("-0.01"),
+        Decimal("1.005"),
+        Decimal("NaN"),
+        Decimal("Infinity"),
+        1.5,
+        None,
+        "abc",
+        MAX_AMOUNT_CENTS,
+    ],
+)
+def test_parse_cents_rejects(value: object) -> None:
+    with pytest.raises(ValueError):
+        parse_cents(value)
+
+
+def test_dimes_add_up_to_the_cent() -> None:
+    assert parse_cents(Decimal("0.1")) + parse_cents(Decimal("0.2")) == parse_cents(Decimal("0.3"))
+
+
+def test_dollars_and_format() -> None:
+    assert dollars(100_000) == 1000 and isinstance(dollars(100_000), int)
+    assert dollars(99_970) == 999.7
+    assert dollars(30) == 0.3
+    assert format_dollars(100_00) == "$100"
+    assert format_dollars(99_970) == "$999.70"
+    assert format_dollars(-5) == "-$0.05"
+
+
+def test_transfer_accepts_the_seed_body() -> None:
+    assert parse_transfer(JSON, b'{"amount": 100}').amount_cents == 100_00
+    assert parse_transfer(JSON, b'{"amount": 0.1}').amount_cents == 10
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "fragment"),
+    [
+        (JSON, b"{}", "missing"),
+        (JSON, b'{"amount": "100"}', "string"),
+        (JSON, b'{"amount": true}', "boolean"),
+        (JSON, b'{"amount": 0}', "greater than 0"),
+        (JSON, b'{"amount": -5}', "greater than 0"),
+        (JSON, b'{"amount": NaN}', "NaN"),
+        (JSON, b'{"amount": Infinity}', "Infinity"),
+        (JSON, b'{"amount": 1.005}', "2 decimal"),
+        (JSON, b'{"amount": 1e30}', "at most"),
+        (JSON, b'{"amount": null}', "number"),
+        (JSON, b'{"amount": [1]}', "number"),
+        (JSON, b"amount=100", "not valid JSON"),
+        (JSON, b"", "not valid JSON"),
+        (JSON, b"\xff\xfe", "not valid JSON"),
+        (JSON, b"[100]", "JSON object"),
+        (JSON, b'{"amount": 1, "amount": 2}', "twice"),
+        (JSON, b'{"amount": 1, "to": "C"}', "unknown field"),
+        ("text/plain", b'{"amount": 100}', "Content-Type"),
+        ("", b'{"amount": 100}', "Content-Type"),
+    ],
+)
+def test_transfer_rejects(content_type: str, body: bytes, fragment: str) -> None:
+    with pytest.raises(BadRequest) as info:
+        parse_transfer(content_type, body)
+    assert fragment in str(info.value)
+
+
+def test_saga_query() -> None:
+    query = parse_saga_query({"status": "COMPLETED", "limit": "5", "cursor": "123.abc"})
+    assert (query.status, query.limit, query.cursor) == ("COMPLETED", 5, (123, "abc"))
+    assert parse_saga_query({}).limit == 100
+    for bad in (
+        {"status": "DONE"},
+        {"limit": "0"},
+        {"limit": "x"},
+        {"limit": "1001"},
+        {"cursor": "abc"},
+        {"page": "2"},
+    ):
+        with pytest.raises(BadRequest):
+            parse_saga_query(bad)
+
+
+def test_settings_defaults_and_rejections() -> None:
+    settings = load_settings({})
+    assert settings.kafka_broker == "kafka://127.0.0.1:9092"
+    assert (settings.service_a_failure_rate, settings.service_b_failure_rate) == (0.2, 0.3)
+    assert (settings.opening_balance_a_cents, settings.opening_balance_b_cents) == (1000_00, 500_00)
+    assert (
+        load_settings({"KAFKA_BROKER": "127.0.0.1:9999"}).kafka_broker == "kafka://127.0.0.1:9999"
+    )
+    assert load_settings({"SERVICE_B_FAILURE_RATE": "0"}).service_b_failure_rate == 0.0
+    for env in (
+        {"SERVICE_A_FAILURE_RATE": "1.5"},
+        {"SERVICE_A_FAILURE_RATE": "nan"},
+        {"SERVICE_B_FAILURE_RATE": "often"},
+        {"SERVICE_B_FAILURE_RATE": "-0.1"},
+        {"TOPIC_PARTITIONS": "0"},
+        {"OPENING_BALANCE_A": "-1"},
+    ):
+        with pytest.raises(ConfigError) as info:
+            load_settings(env)
+        assert next(iter(env)) in str(info.value)
