@@ -126,7 +126,8 @@ def decode(raw: bytes | str | Mapping[str, Any]) -> Message:
             raise MessageError(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise MessageError("not a JSON object")
-    cls = _TYPES.get(data.get("type"))  # type: ignore[arg-type]
+    kind = data.get("type")
+    cls = _TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise MessageError(f"unknown message type {data.get('type')!r}")
     fields = {name for name in cls.__dataclass_fields__ if name != "type"}

@@ -34,8 +34,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.start(["orchestrator", "service-a"])
         stack.start_worker(
             "service-b",
-            command=[faust, "-A", "saga_streams.agents.service_b", "worker", "-l", "info",
-                     "--web-port", str(stack.ports["service-b"])],
+            command=[
+                faust,
+                "-A",
+                "saga_streams.agents.service_b",
+                "worker",
+                "-l",
+                "info",
+                "--web-port",
+                str(stack.ports["service-b"]),
+            ],
         ).wait_ready()
         yield stack
     finally:
@@ -49,7 +57,9 @@ def first_saga(stack: Stack) -> str:
     assert status == 202, body
     assert set(body) == {"saga_id", "amount", "status", "message"}
     assert (body["amount"], body["status"], body["message"]) == (
-        100, "STARTED", "Transfer saga initiated",
+        100,
+        "STARTED",
+        "Transfer saga initiated",
     )
     saga_id: str = body["saga_id"]
     assert stack.wait_terminal([saga_id])[saga_id]["status"] == "COMPLETED"
@@ -60,10 +70,12 @@ def test_seed_test1_and_3_successful_transfer_moves_both_balances(
     stack: Stack, first_saga: str
 ) -> None:
     assert http_json("GET", stack.url("service-a", "/balance")) == (
-        200, {"account": "A", "balance": 900},
+        200,
+        {"account": "A", "balance": 900},
     )
     assert http_json("GET", stack.url("service-b", "/balance")) == (
-        200, {"account": "B", "balance": 600},
+        200,
+        {"account": "B", "balance": 600},
     )
     saga = stack.saga(first_saga)
     assert [(s["service"], s["action"], s["outcome"], s["error"]) for s in saga["steps"]] == [
@@ -178,8 +190,13 @@ def test_kcat_reads_json_from_every_seed_topic(stack: Stack, first_saga: str) ->
     all_commands = [m["command_id"] for m in deducts + adds]
     assert len(all_commands) == len(set(all_commands)), "command ids are unique"
     listing = stack.kcat("-L")
-    for topic in ("service-a-deduct", "service-a-refund", "service-b-add", "service-b-remove",
-                  "orchestrator-response"):
+    for topic in (
+        "service-a-deduct",
+        "service-a-refund",
+        "service-b-add",
+        "service-b-remove",
+        "orchestrator-response",
+    ):
         assert f'topic "{topic}"' in listing, topic
 
 

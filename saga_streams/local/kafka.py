@@ -68,6 +68,7 @@ __all__ = [
     "kafka_config_dir",
     "main",
     "new_cluster_id",
+    "port_in_use",
 ]
 
 #: The Kafka release whose jars are fetched (org.apache.kafka:kafka_2.13:<version>).
@@ -261,7 +262,7 @@ def free_port(host: str = _HOST) -> int:
     return free_ports(1, host)[0]
 
 
-def _port_in_use(port: int, host: str = _HOST) -> bool:
+def port_in_use(port: int, host: str = _HOST) -> bool:
     """True if a listening socket already holds ``host:port``.
 
     SO_REUSEADDR is set, as the JVM does for server sockets: connections of a previous
@@ -558,7 +559,7 @@ class LocalKafka:
         if self.is_running():
             raise LocalKafkaError(f"Kafka on {self.bootstrap} is already running")
         for port in (self.port, self.controller_port):
-            if _port_in_use(port):
+            if port_in_use(port):
                 raise LocalKafkaError(f"port {port} is already in use: is another Kafka running?")
         java = _which("java", "to run the Kafka broker (Java 17 works)")
         jars = ensure_jars(self.version)

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from saga_streams.config import ConfigError, load_settings
-from saga_streams.local.kafka import LocalKafka, LocalKafkaError
+from saga_streams.local.kafka import LocalKafka, LocalKafkaError, port_in_use
 from saga_streams.local.workers import WorkerError, WorkerProcess
 from saga_streams.roles import ROLES
 
@@ -31,10 +31,16 @@ def _say(prefix: str, line: str) -> None:
         sys.stdout.flush()
 
 
-def _pump(worker: WorkerProcess) -> None:
+def _pump(worker: WorkerProcess, log_dir: Path) -> None:
+    """Copy a worker's output to the terminal (role-prefixed) and to its own log file,
+    so one role can be followed alone: ``tail -f .data/logs/orchestrator.log``."""
     assert worker.proc is not None and worker.proc.stdout is not None
-    for raw in worker.proc.stdout:
-        _say(worker.role, raw.decode(errors="replace").rstrip("\n"))
+    with (log_dir / f"{worker.role}.log").open("a", encoding="utf-8") as log_file:
+        for raw in worker.proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            _say(worker.role, line)
+            log_file.write(line + "\n")
+            log_file.flush()
 
 
 class _Stop(Exception):
@@ -57,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     kafka: LocalKafka | None = None
     workers: list[WorkerProcess] = []
     env = {"KAFKA_BROKER": settings.kafka_broker, "DATA_DIR": str(settings.data_dir.absolute())}
+    busy = [f"{r.name} ({r.web_port})" for r in ROLES.values() if port_in_use(r.web_port)]
+    if busy:
+        print(f"saga_streams: web port already in use for {', '.join(busy)}", file=sys.stderr)
+        return 1
     try:
         if "KAFKA_BROKER" not in os.environ:
             port = int(os.environ.get("KAFKA_PORT", "9092"))
@@ -67,10 +77,12 @@ def main(argv: list[str] | None = None) -> int:
             kafka.start()
             env["KAFKA_BROKER"] = f"kafka://{kafka.bootstrap}"
             _say("kafka", f"ready in {kafka.last_start_seconds:.1f}s")
+        log_dir = settings.data_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
         for role in ROLES.values():
             worker = WorkerProcess(role.name, role.web_port, env)
             worker.start(pipe_output=True)
-            threading.Thread(target=_pump, args=(worker,), daemon=True).start()
+            threading.Thread(target=_pump, args=(worker, log_dir), daemon=True).start()
             workers.append(worker)
         for worker in workers:
             worker.wait_ready()

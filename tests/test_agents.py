@@ -1,0 +1,608 @@
+"""The real agents and HTTP views, run in memory: no broker, no network beyond loopback.
+
+Each test rebuilds its role's app by reloading the role's module (the apps are made at
+import), moves the tables to Faust's in-memory store before anything touches them, and
+records every ``Topic.send`` instead of producing it. Agents run under Faust's
+``agent.test_context()`` and views behind aiohttp's test client, all on one event loop
+per test (an ``asyncio.Runner`` that keeps the agent's task alive between steps).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, cast
+from unittest.mock import ANY
+
+import faust
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from faust.stores.memory import Store as MemoryStore
+from faust.topics import Topic
+from faust.types import AgentT, TableT
+from faust.web.drivers.aiohttp import Web as AiohttpWeb
+from yarl import URL
+
+from saga_streams.accounts import Account
+from saga_streams.agents import orchestrator, service_a
+from saga_streams.messages import (
+    Command,
+    Message,
+    Reply,
+    ReplyStatus,
+    TransferRequested,
+    decode,
+    encode,
+)
+from saga_streams.saga.state import Saga
+from saga_streams.saga.workflow import TRANSFER
+
+#: Long enough for any in-memory step; a stuck agent fails the test instead of hanging it.
+STEP_TIMEOUT = 5.0
+#: Not a message: both agents log and skip it. Used as a barrier, see ``AgentDriver``.
+BARRIER = b"barrier: not a message"
+
+REQUESTS, REPLIES = "transfer-requests", "orchestrator-response"
+
+
+# -- plumbing ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sent:
+    topic: str
+    key: str
+    message: Message
+
+
+class Outbox:
+    """What the code under test sent, in order, decoded."""
+
+    def __init__(self) -> None:
+        self.sent: list[Sent] = []
+
+    def take(self) -> list[Sent]:
+        """Everything sent since the last ``take``."""
+        taken, self.sent = self.sent, []
+        return taken
+
+
+class AgentDriver:
+    """One agent under ``test_context()``, fed one event at a time."""
+
+    def __init__(self, runner: asyncio.Runner, agent: AgentT[Any]) -> None:
+        self._runner = runner
+        self._app = agent.app
+        self._agent = agent.test_context()
+        runner.run(self._agent.start())
+
+    def deliver(self, topic: str, message: Message | bytes) -> None:
+        """Deliver one event as if consumed from ``topic``; return once it is handled."""
+        if isinstance(message, bytes):
+            key, value = "junk", message
+        else:
+            key = message.account if isinstance(message, Command) else message.saga_id
+            value = encode(message)
+        self._runner.run(self._deliver(topic, key, value))
+
+    async def _deliver(self, topic: str, key: str, value: bytes) -> None:
+        # put() stamps message.topic with the agent's topic, or with "<internal>" when the
+        # agent reads several (both roles' agents do): name the topic the event came on.
+        self._agent.original_channel = self._app.topic(topic)
+        try:
+            async with asyncio.timeout(STEP_TIMEOUT):
+                await self._agent.put(value, key=key)
+                # put() returns when the stream takes the event, before the agent's body
+                # has handled it. The stream takes the next event only once the body is
+                # done with this one (concurrency=1), so a second put is a barrier.
+                await self._agent.put(BARRIER, key=key)
+        except TimeoutError:
+            raise AssertionError(f"agent stuck or dead: {self._agent.crash_reason!r}") from None
+
+    def stop(self) -> None:
+        self._runner.run(self._agent.stop())
+        # The stream made the app's Kafka consumer (never started), whose thread has an
+        # event loop of its own: close it, or it is reported unclosed when collected.
+        cast(Any, self._app.consumer)._thread.thread_loop.close()
+
+
+class Http:
+    """aiohttp's test client on a Faust app's web application."""
+
+    def __init__(self, runner: asyncio.Runner, app: faust.App) -> None:
+        self._runner = runner
+        self._client = runner.run(self._start(app))
+
+    @staticmethod
+    async def _start(app: faust.App) -> TestClient[Any, Any]:
+        web_app = cast(AiohttpWeb, app.web).web_app
+        client = TestClient(TestServer(web_app))  # made in the loop it runs in
+        await client.start_server()
+        return client
+
+    def get(self, path: str) -> tuple[int, Any]:
+        return self._runner.run(self._request("GET", path))
+
+    def post(
+        self, path: str, body: bytes, content_type: str = "application/json"
+    ) -> tuple[int, Any]:
+        return self._runner.run(
+            self._request("POST", path, data=body, headers={"Content-Type": content_type})
+        )
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        async with (
+            asyncio.timeout(STEP_TIMEOUT),
+            self._client.request(method, path, **kwargs) as response,
+        ):
+            return response.status, await response.json()
+
+    def close(self) -> None:
+        self._runner.run(self._client.close())
+
+
+def in_memory(app: faust.App, runner: asyncio.Runner) -> faust.App:
+    """Bind a freshly imported app to the test's loop and its tables to memory."""
+    app.loop = runner.get_loop()
+    # Tables pick their store on first access to ``table.data``, from ``conf.store``
+    # unless the table names its own; the roles' tables do not.
+    app.conf.store = URL("memory://")
+    for table in app.tables.values():
+        assert isinstance(table.data, MemoryStore), f"{table.name} is on {table.data!r}"
+    return app
+
+
+# -- fixtures ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def runner() -> Iterator[asyncio.Runner]:
+    with asyncio.Runner() as runner:
+        yield runner
+
+
+@pytest.fixture
+def outbox(monkeypatch: pytest.MonkeyPatch) -> Outbox:
+    """Record every Topic.send; nothing is produced to Kafka."""
+    box = Outbox()
+
+    async def send(
+        topic: Topic, *, key: str | None = None, value: bytes | None = None, **_: Any
+    ) -> asyncio.Future[None]:
+        assert key is not None and value is not None, "every send has a key and a value"
+        box.sent.append(Sent(topic.get_topic_name(), key, decode(value)))
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        acked.set_result(None)  # as if Kafka had acknowledged it already
+        return acked
+
+    monkeypatch.setattr(Topic, "send", send)
+    return box
+
+
+@pytest.fixture
+def orchestrator_app(runner: asyncio.Runner, outbox: Outbox) -> faust.App:
+    importlib.reload(orchestrator)  # a new app, new tables: nothing left by other tests
+    return in_memory(orchestrator.app, runner)
+
+
+@pytest.fixture
+def sagas(runner: asyncio.Runner, orchestrator_app: faust.App) -> Iterator[AgentDriver]:
+    driver = AgentDriver(runner, orchestrator.run_sagas)
+    yield driver
+    driver.stop()
+
+
+@pytest.fixture
+def orchestrator_http(runner: asyncio.Runner, orchestrator_app: faust.App) -> Iterator[Http]:
+    http = Http(runner, orchestrator_app)
+    yield http
+    http.close()
+
+
+def build_service_a(
+    runner: asyncio.Runner, monkeypatch: pytest.MonkeyPatch, failure_rate: str
+) -> faust.App:
+    # The module reads its settings when it builds the app, at import: set them first.
+    monkeypatch.setenv("SERVICE_A_FAILURE_RATE", failure_rate)
+    monkeypatch.setenv("OPENING_BALANCE_A", "1000")
+    importlib.reload(service_a)
+    return in_memory(service_a.app, runner)
+
+
+@pytest.fixture
+def service_a_app(
+    runner: asyncio.Runner, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> faust.App:
+    return build_service_a(runner, monkeypatch, failure_rate="0")
+
+
+@pytest.fixture
+def service_a_agent(runner: asyncio.Runner, service_a_app: faust.App) -> Iterator[AgentDriver]:
+    driver = AgentDriver(runner, service_a_app.agents["service-a-execute-commands"])
+    yield driver
+    driver.stop()
+
+
+# -- message helpers ---------------------------------------------------------------------
+
+
+def transfer(saga_id: str, amount_cents: int = 100_00, at: int = 1_000) -> TransferRequested:
+    return TransferRequested(saga_id, TRANSFER.name, amount_cents, requested_at=at)
+
+
+def reply_to(command: Command, status: ReplyStatus, error: str | None = None) -> Reply:
+    participant = TRANSFER.step(command.step).participant
+    return Reply(
+        command.command_id,
+        command.saga_id,
+        command.step,
+        command.kind,
+        participant,
+        command.action,
+        status,
+        error,
+    )
+
+
+def only_command(outbox: Outbox, topic: str) -> Command:
+    """The one command sent since the last look, which must have gone to ``topic``."""
+    sent = outbox.take()
+    assert [(s.topic, s.key) for s in sent] == [(topic, ANY)], sent
+    command = sent[0].message
+    assert isinstance(command, Command) and sent[0].key == command.account
+    return command
+
+
+def saga(saga_id: str) -> Saga:
+    found = orchestrator.sagas.get(saga_id)
+    assert found is not None, f"no saga {saga_id} in the table"
+    return found
+
+
+def outcomes(saga_id: str) -> tuple[str, ...]:
+    return tuple(step.outcome for step in saga(saga_id).steps)
+
+
+# -- the orchestrator agent --------------------------------------------------------------
+
+
+def test_request_starts_the_saga_and_commands_the_deduct(
+    sagas: AgentDriver, outbox: Outbox
+) -> None:
+    sagas.deliver(REQUESTS, transfer("s1", 250_00))
+
+    assert saga("s1").status == "STARTED"
+    assert outcomes("s1") == ("PENDING", "NOT_STARTED")
+    assert only_command(outbox, "service-a-deduct") == Command(
+        "s1-1", "s1", 1, "ACTION", "deduct", "A", 250_00
+    )
+
+
+def test_success_replies_walk_the_saga_to_completed(sagas: AgentDriver, outbox: Outbox) -> None:
+    sagas.deliver(REQUESTS, transfer("s1"))
+    deduct = only_command(outbox, "service-a-deduct")
+
+    sagas.deliver(REPLIES, reply_to(deduct, "SUCCESS"))
+    add = only_command(outbox, "service-b-add")
+    assert add == Command("s1-2", "s1", 2, "ACTION", "add", "B", 100_00)
+    assert (saga("s1").status, outcomes("s1")) == ("STARTED", ("SUCCEEDED", "PENDING"))
+
+    sagas.deliver(REPLIES, reply_to(add, "SUCCESS"))
+    assert (saga("s1").status, outcomes("s1")) == ("COMPLETED", ("SUCCEEDED", "SUCCEEDED"))
+    assert outbox.take() == []
+
+
+def test_failed_step_two_refunds_step_one_then_rolls_back(
+    sagas: AgentDriver, outbox: Outbox
+) -> None:
+    sagas.deliver(REQUESTS, transfer("s1"))
+    sagas.deliver(REPLIES, reply_to(only_command(outbox, "service-a-deduct"), "SUCCESS"))
+    add = only_command(outbox, "service-b-add")
+
+    sagas.deliver(REPLIES, reply_to(add, "FAILED", "Account verification failed"))
+    refund = only_command(outbox, "service-a-refund")
+    assert (refund.kind, refund.undoes, refund.amount_cents) == ("COMPENSATION", "s1-1", 100_00)
+    assert (saga("s1").status, outcomes("s1")) == ("COMPENSATING", ("COMPENSATING", "FAILED"))
+
+    sagas.deliver(REPLIES, reply_to(refund, "SUCCESS"))
+    assert (saga("s1").status, outcomes("s1")) == ("ROLLED_BACK", ("COMPENSATED", "FAILED"))
+    assert outbox.take() == []
+
+
+def test_duplicate_replies_never_move_the_saga(sagas: AgentDriver, outbox: Outbox) -> None:
+    sagas.deliver(REQUESTS, transfer("s1"))
+    deduct = only_command(outbox, "service-a-deduct")
+    sagas.deliver(REPLIES, reply_to(deduct, "SUCCESS"))
+    add = only_command(outbox, "service-b-add")
+    before = saga("s1")
+
+    # Redelivered while step 2 is awaited: same state; the awaited command goes out again
+    # with its id unchanged (the first send may have died with a worker).
+    sagas.deliver(REPLIES, reply_to(deduct, "SUCCESS"))
+    assert saga("s1") == before
+    assert only_command(outbox, "service-b-add") == add
+
+    sagas.deliver(REPLIES, reply_to(add, "SUCCESS"))
+    completed = saga("s1")
+    assert completed.status == "COMPLETED"
+    for late in (reply_to(add, "SUCCESS"), reply_to(add, "FAILED"), reply_to(deduct, "SUCCESS")):
+        sagas.deliver(REPLIES, late)
+        assert saga("s1") == completed
+        assert outbox.take() == []
+
+
+@pytest.mark.parametrize(
+    ("topic", "junk"),
+    [
+        (REQUESTS, b"garbage"),
+        (REPLIES, b'{"type": "Reply"}'),
+        (REPLIES, encode(Command("s1-1", "s1", 1, "ACTION", "deduct", "A", 100))),
+    ],
+    ids=["not-json", "incomplete", "not-for-the-orchestrator"],
+)
+def test_malformed_message_is_skipped_and_the_agent_carries_on(
+    sagas: AgentDriver, outbox: Outbox, topic: str, junk: bytes
+) -> None:
+    sagas.deliver(topic, junk)
+    assert orchestrator.sagas.get("s1") is None
+    assert outbox.take() == []
+
+    sagas.deliver(REQUESTS, transfer("s1"))
+    assert saga("s1").status == "STARTED"
+    only_command(outbox, "service-a-deduct")
+
+
+# -- service A's agent -------------------------------------------------------------------
+
+
+def deduct_from_a(
+    *, saga_id: str = "s1", amount_cents: int = 100_00, account: str = "A"
+) -> Command:
+    return Command(f"{saga_id}-1", saga_id, 1, "ACTION", "deduct", account, amount_cents)
+
+
+def refund_to_a(*, saga_id: str = "s1", amount_cents: int = 100_00) -> Command:
+    action = deduct_from_a(saga_id=saga_id)
+    return Command(
+        f"{saga_id}-1-undo",
+        saga_id,
+        1,
+        "COMPENSATION",
+        "refund",
+        "A",
+        amount_cents,
+        action.command_id,
+    )
+
+
+def accounts(app: faust.App) -> TableT[str, Any]:
+    return cast(TableT[str, Any], app.tables["accounts"])
+
+
+def account_a(app: faust.App) -> Account:
+    data = accounts(app).get("A")
+    assert data is not None, "account A was never written"
+    return Account.from_dict(data)
+
+
+def answer(command: Command, status: ReplyStatus = "SUCCESS", error: str | None = None) -> Sent:
+    """The reply service A sends for ``command``."""
+    return Sent(
+        REPLIES,
+        command.saga_id,
+        Reply(
+            command.command_id,
+            command.saga_id,
+            command.step,
+            command.kind,
+            "service-a",
+            command.action,
+            status,
+            error,
+        ),
+    )
+
+
+def test_deduct_takes_the_amount_from_account_a_and_replies(
+    service_a_agent: AgentDriver, service_a_app: faust.App, outbox: Outbox
+) -> None:
+    deduct = deduct_from_a(amount_cents=120_50)
+    service_a_agent.deliver("service-a-deduct", deduct)
+
+    account = account_a(service_a_app)
+    assert account.balance_cents == 879_50
+    assert account.ledger["s1-1"].state == "APPLIED"
+    assert outbox.take() == [answer(deduct)]
+
+
+def test_redelivered_deduct_is_applied_once_but_answered_each_time(
+    service_a_agent: AgentDriver, service_a_app: faust.App, outbox: Outbox
+) -> None:
+    for _ in range(3):
+        service_a_agent.deliver("service-a-deduct", deduct_from_a())
+
+    assert account_a(service_a_app).balance_cents == 900_00
+    assert outbox.take() == [answer(deduct_from_a())] * 3
+
+
+def test_refund_gives_back_what_the_deduct_took(
+    service_a_agent: AgentDriver, service_a_app: faust.App, outbox: Outbox
+) -> None:
+    deduct, refund = deduct_from_a(amount_cents=40_00), refund_to_a(amount_cents=40_00)
+    service_a_agent.deliver("service-a-deduct", deduct)
+    service_a_agent.deliver("service-a-refund", refund)
+    service_a_agent.deliver("service-a-refund", refund)  # redelivered
+
+    account = account_a(service_a_app)
+    assert account.balance_cents == 1000_00
+    assert account.ledger["s1-1"].state == "COMPENSATED"
+    assert outbox.take() == [answer(deduct), answer(refund), answer(refund)]
+
+
+def test_command_on_the_wrong_topic_is_skipped_without_reply(
+    service_a_agent: AgentDriver, service_a_app: faust.App, outbox: Outbox
+) -> None:
+    service_a_agent.deliver("service-a-deduct", refund_to_a())  # a compensation on the action topic
+    service_a_agent.deliver("service-a-refund", deduct_from_a())  # and an action on the other
+    service_a_agent.deliver("service-a-deduct", b"garbage")
+
+    assert accounts(service_a_app).get("A") is None
+    assert outbox.take() == []
+
+
+def test_command_for_another_account_fails_and_touches_nothing(
+    service_a_agent: AgentDriver, service_a_app: faust.App, outbox: Outbox
+) -> None:
+    service_a_agent.deliver("service-a-deduct", deduct_from_a(account="B"))
+
+    assert accounts(service_a_app).get("B") is None
+    assert outbox.take() == [answer(deduct_from_a(account="B"), "FAILED", "UNKNOWN_ACCOUNT: B")]
+
+
+def test_failure_rate_comes_from_the_environment_at_import(
+    runner: asyncio.Runner, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = build_service_a(runner, monkeypatch, failure_rate="1")
+    driver = AgentDriver(runner, app.agents["service-a-execute-commands"])
+    try:
+        driver.deliver("service-a-deduct", deduct_from_a())
+    finally:
+        driver.stop()
+
+    assert account_a(app).balance_cents == 1000_00
+    assert outbox.take() == [answer(deduct_from_a(), "FAILED", "Account verification failed")]
+
+
+# -- the orchestrator's HTTP API ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "error"),
+    [
+        (b'{"amount": 100}', "text/plain", "Content-Type must be application/json"),
+        (b"{amount: 100}", "application/json", "body is not valid JSON"),
+        (b'{"amount": "100"}', "application/json", "amount must be a JSON number, not a string"),
+        (b'{"amount": -5}', "application/json", "amount must be greater than 0"),
+        (b'{"amount": 1.005}', "application/json", "amount must have at most 2 decimal places"),
+        (b'{"amount": 1, "to": "B"}', "application/json", "unknown field 'to'"),
+    ],
+)
+def test_transfer_with_a_bad_body_is_a_400_that_sends_nothing(
+    orchestrator_http: Http, outbox: Outbox, body: bytes, content_type: str, error: str
+) -> None:
+    status, answered = orchestrator_http.post("/transfer", body, content_type)
+
+    assert status == 400
+    assert answered == {"error": ANY} and error in answered["error"]
+    assert outbox.take() == []
+
+
+def test_transfer_is_accepted_once_the_request_is_sent(
+    orchestrator_http: Http, outbox: Outbox
+) -> None:
+    status, accepted = orchestrator_http.post("/transfer", b'{"amount": 12.34}')
+
+    assert status == 202
+    assert accepted == {
+        "saga_id": ANY,
+        "amount": 12.34,
+        "status": "STARTED",
+        "message": "Transfer saga initiated",
+    }
+    saga_id = accepted["saga_id"]
+    assert isinstance(saga_id, str) and len(saga_id) == 16
+    [sent] = outbox.take()
+    assert (sent.topic, sent.key) == (REQUESTS, saga_id)
+    assert sent.message == TransferRequested(saga_id, TRANSFER.name, 12_34, ANY)
+
+
+def test_an_accepted_transfer_becomes_a_saga_the_api_shows(
+    orchestrator_http: Http, sagas: AgentDriver, outbox: Outbox
+) -> None:
+    _, accepted = orchestrator_http.post("/transfer", b'{"amount": 100}')
+    [request] = outbox.take()
+    assert orchestrator_http.get(f"/sagas/{accepted['saga_id']}")[0] == 404  # not yet consumed
+
+    sagas.deliver(request.topic, request.message)
+
+    status, shown = orchestrator_http.get(f"/sagas/{accepted['saga_id']}")
+    assert status == 200
+    assert (shown["status"], shown["amount"]) == ("STARTED", 100)
+
+
+def test_sagas_are_listed_newest_first_filtered_and_paged(
+    orchestrator_http: Http, sagas: AgentDriver, outbox: Outbox
+) -> None:
+    sagas.deliver(REQUESTS, transfer("old", 10_00, at=1_000))
+    old_deduct = only_command(outbox, "service-a-deduct")
+    sagas.deliver(REQUESTS, transfer("new", 20_50, at=2_000))
+    only_command(outbox, "service-a-deduct")  # "new" stays STARTED
+    sagas.deliver(REPLIES, reply_to(old_deduct, "SUCCESS"))
+    sagas.deliver(REPLIES, reply_to(only_command(outbox, "service-b-add"), "SUCCESS"))
+    assert saga("old").status == "COMPLETED"
+
+    status, listing = orchestrator_http.get("/sagas")
+    assert status == 200
+    assert [s["saga_id"] for s in listing["sagas"]] == ["new", "old"]
+    assert (listing["count"], listing["next"]) == (2, None)
+
+    _, completed = orchestrator_http.get("/sagas?status=COMPLETED")
+    assert [s["saga_id"] for s in completed["sagas"]] == ["old"]
+
+    _, first = orchestrator_http.get("/sagas?limit=1")
+    assert [s["saga_id"] for s in first["sagas"]] == ["new"]
+    _, second = orchestrator_http.get(first["next"])
+    assert ([s["saga_id"] for s in second["sagas"]], second["next"]) == (["old"], None)
+
+    assert orchestrator_http.get("/sagas?status=MAYBE") == (400, {"error": ANY})
+
+
+def test_saga_detail_and_unknown_saga(orchestrator_http: Http, sagas: AgentDriver) -> None:
+    sagas.deliver(REQUESTS, transfer("s1", 20_50, at=1_500))
+
+    status, detail = orchestrator_http.get("/sagas/s1")
+    assert status == 200
+    assert detail == {
+        "saga_id": "s1",
+        "workflow": "transfer",
+        "amount": 20.5,
+        "status": "STARTED",
+        "steps": [
+            {
+                "step": 1,
+                "service": "service-a",
+                "action": "deduct",
+                "compensation": "refund",
+                "outcome": "PENDING",
+                "error": None,
+            },
+            {
+                "step": 2,
+                "service": "service-b",
+                "action": "add",
+                "compensation": "remove",
+                "outcome": "NOT_STARTED",
+                "error": None,
+            },
+        ],
+        "created_at": "1970-01-01T00:00:01.500Z",
+        "updated_at": ANY,
+    }
+    assert orchestrator_http.get("/sagas/nope") == (404, {"error": "no saga 'nope'"})
+
+
+# -- service A's HTTP API ----------------------------------------------------------------
+
+
+def test_balance_shows_account_a_before_and_after_a_deduct(
+    runner: asyncio.Runner, service_a_app: faust.App, service_a_agent: AgentDriver
+) -> None:
+    http = Http(runner, service_a_app)
+    try:
+        assert http.get("/balance") == (200, {"account": "A", "balance": 1000})
+        service_a_agent.deliver("service-a-deduct", deduct_from_a(amount_cents=30))
+        assert http.get("/balance") == (200, {"account": "A", "balance": 999.7})
+    finally:
+        http.close()

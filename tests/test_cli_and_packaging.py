@@ -1,0 +1,91 @@
+"""Commands a person types, and the container set-up, checked without a broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FAUST = str(Path(sys.executable).with_name("faust"))
+
+
+def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "DATA_DIR": "/nonexistent-never-used", **env},
+    )
+
+
+def test_unknown_role_is_one_line_and_exit_2() -> None:
+    result = run(sys.executable, "-m", "saga_streams", "worker", "service-z")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "saga_streams: unknown role 'service-z'; use one of orchestrator, service-a, service-b"
+    ]
+
+
+def test_unknown_command_exits_2() -> None:
+    result = run(sys.executable, "-m", "saga_streams", "launch")
+    assert result.returncode == 2 and "unknown command 'launch'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "-m", "saga_streams", "worker", "service-a"],
+        [FAUST, "-A", "saga_streams.agents.service_a", "worker", "-l", "info"],
+    ],
+    ids=["python -m", "faust -A"],
+)
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("SERVICE_A_FAILURE_RATE", "1.5"), ("SERVICE_B_FAILURE_RATE", "often")],
+)
+def test_invalid_failure_rate_stops_the_worker_with_one_line(
+    command: list[str], name: str, value: str
+) -> None:
+    result = run(*command, **{name: value})
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"saga_streams: {name}={value!r}"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_docker_compose_file_is_valid_and_keeps_the_contract() -> None:
+    docker = shutil.which("docker")
+    assert docker, "docker CLI missing: run scripts/install-test-tools (make test does)"
+    check = subprocess.run(
+        [docker, "compose", "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert check.returncode == 0, check.stderr
+    services = json.loads(check.stdout)["services"]
+    assert set(services) == {"kafka", "orchestrator", "service-a", "service-b"}
+    ports = {name: [p["published"] for p in svc.get("ports", [])] for name, svc in services.items()}
+    assert ports == {
+        "kafka": ["9092"],
+        "orchestrator": ["8000"],
+        "service-a": ["8001"],
+        "service-b": ["8002"],
+    }
+    for role in ("orchestrator", "service-a", "service-b"):
+        service = services[role]
+        assert service["command"][:2] == ["worker", role]
+        assert service["build"]["context"] == str(ROOT)
+        env = service["environment"]
+        assert env["KAFKA_BROKER"] == "kafka://kafka:19092"
+        assert {"DATA_DIR", "SERVICE_A_FAILURE_RATE", "SERVICE_B_FAILURE_RATE"} <= set(env)
+    assert services["kafka"]["image"].startswith("apache/kafka:3.9")
