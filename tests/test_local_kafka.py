@@ -16,16 +16,18 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from saga_streams.app import ensure_topics
 from saga_streams.local.kafka import LocalKafka, LocalKafkaError, free_port, free_ports
 
 TOPIC = "local-kafka-smoke"
 
 
 async def _produce(bootstrap: str, value: bytes) -> None:
+    # The broker does not auto-create topics (see LocalKafka.server_properties): declare it.
+    await ensure_topics(bootstrap, [TOPIC], partitions=1)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
-        # The topic does not exist yet: the broker auto-creates it on first use.
         await producer.send_and_wait(TOPIC, value, key=b"key")
     finally:
         await producer.stop()
