@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 JARS_STAMP := $(VENV)/.kafka-jars
 
-.PHONY: install tools run kafka test unit lint clean
+.PHONY: install tools run kafka test unit lint chaos audit clean
 
 install: $(STAMP) $(JARS_STAMP)
 
@@ -40,6 +40,15 @@ tools:
 
 test: install tools lint
 	$(PY) -m pytest
+
+# The long chaos run: thousands of transfers, twenty-odd faults, then every invariant.
+chaos: install
+	$(PY) -m saga_streams chaos --transfers 3000 --kills 20 --pauses 2 --broker-restarts 1 \
+		--replays 300 --concurrency 6 --max-seconds 1500
+
+# Check the invariants of the system `make run` started, through its HTTP API.
+audit: install
+	$(PY) -m saga_streams audit
 
 unit: install
 	$(PY) -m pytest -m "not kafka"

@@ -11,6 +11,8 @@ USAGE = """\
 python -m saga_streams worker ROLE [--web-port N] [faust worker options...]
 python -m saga_streams run     # local Kafka + the three workers, Ctrl-C stops all
 python -m saga_streams kafka   # the local Kafka broker alone, in the foreground
+python -m saga_streams audit   # check the invariants through the HTTP API (exit 1 if broken)
+python -m saga_streams chaos   # kill, pause and restart processes under load; check after
 ROLE is one of: """ + ", ".join(ROLES)
 
 
@@ -46,6 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         from saga_streams.local.kafka import main as kafka_main
 
         return kafka_main(rest)
+    if command == "audit":
+        from saga_streams.audit import main as audit_main
+
+        return audit_main(rest)
+    if command == "chaos":
+        from saga_streams.local.chaos import main as chaos_main
+
+        return chaos_main(rest)
     if command == "run":
         from saga_streams.local.stack import main as stack_main
 

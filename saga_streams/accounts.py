@@ -14,6 +14,14 @@ Ledger entries are keyed by the id of the *action* a command does or undoes:
                    should it arrive late, is refused; money never appears from nowhere.
 
 A redelivered command finds its entry and gets the original answer again, balance untouched.
+
+The ledger keeps the most recent ``LEDGER_CAPACITY`` actions. Every command carries
+``issued_at``, when the orchestrator first issued its step, and the account remembers the
+newest ``issued_at`` it has evicted (its *horizon*). A command missing from the ledger but
+issued at or before the horizon may have been applied and forgotten, so it is refused
+instead of guessed at: an action is not applied (a replay of an old deduct takes no money),
+and a compensation answers FAILED (``LEDGER_EXPIRED``) without moving money, which keeps
+its saga COMPENSATING and visible to an operator rather than silently wrong.
 """
 
 from __future__ import annotations
@@ -34,11 +42,14 @@ __all__ = [
 
 EntryState = Literal["APPLIED", "FAILED", "COMPENSATED", "VOIDED"]
 
-#: How many recent actions an account remembers. A command comes again only while its
-#: saga is in flight (a redelivery after a crash, or the orchestrator sending it again),
-#: so an entry matters for seconds; the oldest go first. The bound keeps the table value
-#: (written to the changelog on every command) small.
+#: How many recent actions an account remembers. A command comes again while its saga
+#: is in flight (a redelivery after a crash, or the orchestrator sending it again after a
+#: timeout), which at the default retry policy means within a few minutes; the oldest go
+#: first. The bound keeps the table value, written to the changelog on every command,
+#: small (about 50 bytes an entry).
 LEDGER_CAPACITY = 1000
+
+EXPIRED = "EXPIRED: issued before the oldest command this account remembers"
 
 #: The sign of each action's effect on the balance; a compensation applies the opposite.
 ActionRule = Literal["debit", "credit"]
@@ -48,6 +59,7 @@ ActionRule = Literal["debit", "credit"]
 class Entry:
     state: EntryState
     amount_cents: int
+    issued_at: int
     error: str | None = None
 
 
@@ -56,12 +68,16 @@ class Account:
     account_id: str
     balance_cents: int
     ledger: dict[str, Entry] = field(default_factory=dict)  # insertion-ordered: oldest first
+    horizon: int = 0  # the newest issued_at evicted from the ledger
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "account_id": self.account_id,
             "balance_cents": self.balance_cents,
-            "ledger": {k: [e.state, e.amount_cents, e.error] for k, e in self.ledger.items()},
+            "horizon": self.horizon,
+            "ledger": {
+                k: [e.state, e.amount_cents, e.issued_at, e.error] for k, e in self.ledger.items()
+            },
         }
 
     @classmethod
@@ -69,8 +85,9 @@ class Account:
         return cls(
             account_id=data["account_id"],
             balance_cents=data["balance_cents"],
+            horizon=data.get("horizon", 0),
             ledger={
-                k: Entry(state=v[0], amount_cents=v[1], error=v[2])
+                k: Entry(state=v[0], amount_cents=v[1], issued_at=v[2], error=v[3])
                 for k, v in data["ledger"].items()
             },
         )
@@ -84,18 +101,24 @@ class Execution:
     error: str | None
     balance_before: int
     balance_after: int
-    duplicate: bool  # the ledger already had the answer; nothing was applied now
+    #: applied: money moved now; failed: refused now (funds, injected failure);
+    #: voided: a compensation came before its action; repeated: answered from the
+    #: ledger; nothing_to_undo: compensation of a refused action; expired: beyond the
+    #: ledger's memory, refused without a trace.
+    what: Literal["applied", "failed", "voided", "repeated", "nothing_to_undo", "expired"]
 
     @property
-    def moved_money(self) -> bool:
-        return self.balance_before != self.balance_after
+    def recorded(self) -> bool:
+        """The account changed (balance or ledger) and must be stored."""
+        return self.what in ("applied", "failed", "voided")
 
 
 def _remember(account: Account, action_id: str, entry: Entry) -> None:
     account.ledger.pop(action_id, None)
     account.ledger[action_id] = entry
     while len(account.ledger) > LEDGER_CAPACITY:
-        del account.ledger[next(iter(account.ledger))]
+        oldest = account.ledger.pop(next(iter(account.ledger)))
+        account.horizon = max(account.horizon, oldest.issued_at)
 
 
 def _signed(rule: ActionRule, amount: int) -> int:
@@ -114,30 +137,40 @@ def execute(account: Account, command: Command, rule: ActionRule, failure: str |
         seen = account.ledger.get(action_id)
         if seen is not None:
             if seen.state in ("APPLIED", "COMPENSATED"):
-                return Execution("SUCCESS", None, before, before, duplicate=True)
+                return Execution("SUCCESS", None, before, before, "repeated")
             error = (
                 seen.error if seen.state == "FAILED" else "VOIDED: compensated before it arrived"
             )
-            return Execution("FAILED", error, before, before, duplicate=True)
+            return Execution("FAILED", error, before, before, "repeated")
+        if command.issued_at <= account.horizon:
+            # Forgotten or never seen, we cannot tell: refuse, and record nothing, so a
+            # compensation of the original is not mistaken for one of a refused action.
+            return Execution("FAILED", EXPIRED, before, before, "expired")
         delta = _signed(rule, command.amount_cents)
         if failure is None and before + delta < 0:
             failure = "INSUFFICIENT_FUNDS"
+        issued = command.issued_at
         if failure is not None:
-            _remember(account, action_id, Entry("FAILED", command.amount_cents, failure))
-            return Execution("FAILED", failure, before, before, duplicate=False)
+            _remember(account, action_id, Entry("FAILED", command.amount_cents, issued, failure))
+            return Execution("FAILED", failure, before, before, "failed")
         account.balance_cents = before + delta
-        _remember(account, action_id, Entry("APPLIED", command.amount_cents))
-        return Execution("SUCCESS", None, before, account.balance_cents, duplicate=False)
+        _remember(account, action_id, Entry("APPLIED", command.amount_cents, issued))
+        return Execution("SUCCESS", None, before, account.balance_cents, "applied")
 
     # A compensation undoes exactly what its action did, using the amount the ledger
     # recorded, never the amount the compensation claims.
     action_id = command.undoes or ""
     seen = account.ledger.get(action_id)
     if seen is None:
-        _remember(account, action_id, Entry("VOIDED", command.amount_cents))
-        return Execution("SUCCESS", None, before, before, duplicate=False)
+        if command.issued_at <= account.horizon:
+            error = f"LEDGER_EXPIRED: cannot tell whether {action_id} ran here"
+            return Execution("FAILED", error, before, before, "expired")
+        _remember(account, action_id, Entry("VOIDED", command.amount_cents, command.issued_at))
+        return Execution("SUCCESS", None, before, before, "voided")
+    if seen.state == "FAILED":
+        return Execution("SUCCESS", None, before, before, "nothing_to_undo")
     if seen.state != "APPLIED":
-        return Execution("SUCCESS", None, before, before, duplicate=True)
+        return Execution("SUCCESS", None, before, before, "repeated")
     account.balance_cents = before - _signed(rule, seen.amount_cents)
-    _remember(account, action_id, Entry("COMPENSATED", seen.amount_cents))
-    return Execution("SUCCESS", None, before, account.balance_cents, duplicate=False)
+    _remember(account, action_id, Entry("COMPENSATED", seen.amount_cents, seen.issued_at))
+    return Execution("SUCCESS", None, before, account.balance_cents, "applied")

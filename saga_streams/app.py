@@ -18,15 +18,17 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from saga_streams.config import ConfigError, Settings, load_settings
-from saga_streams.roles import Role
+from saga_streams.roles import PARTICIPANTS, Role
 from saga_streams.saga.workflow import WORKFLOWS
 
 __all__ = [
     "REPLY_TOPIC",
+    "TIMEOUT_TOPIC",
     "TRANSFER_REQUEST_TOPIC",
     "SagaApp",
     "all_topic_names",
     "command_topic_names",
+    "consumed_topics",
     "create_app",
     "declare_topic",
     "ensure_topics",
@@ -37,6 +39,8 @@ __all__ = [
 REPLY_TOPIC = "orchestrator-response"
 #: Web view -> orchestrator agent: accepted transfers, keyed by saga id (our name).
 TRANSFER_REQUEST_TOPIC = "transfer-requests"
+#: Orchestrator timer -> orchestrator agent: a saga's awaited reply is overdue (our name).
+TIMEOUT_TOPIC = "saga-timeouts"
 
 
 def command_topic_names() -> tuple[str, ...]:
@@ -49,7 +53,7 @@ def command_topic_names() -> tuple[str, ...]:
 
 def all_topic_names() -> tuple[str, ...]:
     """Every topic the roles exchange messages on (changelogs are Faust's own)."""
-    return (TRANSFER_REQUEST_TOPIC, REPLY_TOPIC, *command_topic_names())
+    return (TRANSFER_REQUEST_TOPIC, REPLY_TOPIC, TIMEOUT_TOPIC, *command_topic_names())
 
 
 log = logging.getLogger(__name__)
@@ -139,6 +143,14 @@ class SagaApp(faust.App):
         await ensure_topics(
             bootstrap, all_topic_names(), self.conf.topic_partitions, compacted=changelogs
         )
+
+
+def consumed_topics() -> dict[str, tuple[str, ...]]:
+    """Which topics each role's agents consume (role name -> topic names)."""
+    return {
+        "orchestrator": (TRANSFER_REQUEST_TOPIC, REPLY_TOPIC, TIMEOUT_TOPIC),
+        **{name: tuple(p.topics()) for name, p in PARTICIPANTS.items()},
+    }
 
 
 def settings_or_exit() -> Settings:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from saga_streams.money import parse_cents
+from saga_streams.saga.policy import RetryPolicy
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
@@ -31,6 +32,7 @@ class Settings:
     partitions: int
     opening_balance_a_cents: int
     opening_balance_b_cents: int
+    retry_policy: RetryPolicy
 
 
 def _rate(env: Mapping[str, str], name: str, default: float) -> float:
@@ -57,6 +59,20 @@ def _positive_int(env: Mapping[str, str], name: str, default: int, maximum: int)
     if not 1 <= value <= maximum:
         raise ConfigError(f"{name}={raw!r} is out of range; use 1 to {maximum}")
     return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, maximum: float) -> int:
+    """A duration in seconds (fractions allowed), returned in milliseconds."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return round(default * 1000)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    if not 0.1 <= value <= maximum:  # also rejects NaN
+        raise ConfigError(f"{name}={raw!r} is out of range; use 0.1 to {maximum:g} seconds")
+    return round(value * 1000)
 
 
 def _balance(env: Mapping[str, str], name: str, default_cents: int) -> int:
@@ -86,4 +102,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         partitions=_positive_int(env, "TOPIC_PARTITIONS", 4, maximum=256),
         opening_balance_a_cents=_balance(env, "OPENING_BALANCE_A", 1000_00),
         opening_balance_b_cents=_balance(env, "OPENING_BALANCE_B", 500_00),
+        retry_policy=RetryPolicy(
+            step_timeout_ms=_seconds(env, "STEP_TIMEOUT", 5.0, maximum=3600),
+            max_attempts=_positive_int(env, "STEP_MAX_ATTEMPTS", 3, maximum=100),
+            max_delay_ms=_seconds(env, "RETRY_MAX_DELAY", 60.0, maximum=86400),
+        ),
     )

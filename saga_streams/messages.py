@@ -22,6 +22,7 @@ __all__ = [
     "MessageError",
     "Reply",
     "ReplyStatus",
+    "TimeoutElapsed",
     "TransferRequested",
     "decode",
     "encode",
@@ -64,6 +65,10 @@ class Command:
     action: str
     account: str
     amount_cents: int
+    #: When the orchestrator first issued this step's action (epoch ms); the same on every
+    #: resend and on the step's compensation.
+    issued_at: int
+    attempt: int = 1  # 1 for the first send, 2 for the first resend, ...
     undoes: str | None = None
 
     type: Literal["Command"] = "Command"
@@ -81,15 +86,34 @@ class Reply:
     action: str
     status: ReplyStatus
     error: str | None = None
+    #: FAILED, but the participant cannot tell whether the command ran once before (it
+    #: is older than its ledger remembers): the orchestrator must not assume it did not.
+    uncertain: bool = False
 
     type: Literal["Reply"] = "Reply"
 
 
-Message = TransferRequested | Command | Reply
+@dataclass(frozen=True)
+class TimeoutElapsed:
+    """The orchestrator's timer noticed that a saga's awaited reply is overdue.
+
+    It goes through Kafka, keyed by saga id like every other input of the saga, because
+    only the agent may change the saga's table; ``deadline`` lets the engine ignore a
+    timeout that the saga has moved past meanwhile.
+    """
+
+    saga_id: str
+    deadline: int
+
+    type: Literal["Timeout"] = "Timeout"
+
+
+Message = TransferRequested | Command | Reply | TimeoutElapsed
 _TYPES: dict[str, type[Message]] = {
     "TransferRequested": TransferRequested,
     "Command": Command,
     "Reply": Reply,
+    "Timeout": TimeoutElapsed,
 }
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "saga_id": (str,),
@@ -101,10 +125,14 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "amount_cents": (int,),
     "requested_at": (int,),
     "step": (int,),
+    "issued_at": (int,),
+    "attempt": (int,),
+    "deadline": (int,),
     "undoes": (str, type(None)),
     "error": (str, type(None)),
+    "uncertain": (bool,),
 }
-_OPTIONAL = frozenset({"undoes", "error"})
+_OPTIONAL = frozenset({"undoes", "error", "attempt", "uncertain"})
 _ENUMS: dict[str, tuple[str, ...]] = {
     "kind": ("ACTION", "COMPENSATION"),
     "status": ("SUCCESS", "FAILED"),
@@ -143,7 +171,9 @@ def decode(raw: bytes | str | Mapping[str, Any]) -> Message:
                 raise MessageError(
                     f"{cls.__name__}.{name} = {value!r} is not one of {_ENUMS[name]}"
                 )
-        elif not isinstance(value, _FIELD_TYPES[name]) or isinstance(value, bool):
+        elif not isinstance(value, _FIELD_TYPES[name]) or (
+            isinstance(value, bool) and bool not in _FIELD_TYPES[name]
+        ):
             raise MessageError(f"{cls.__name__}.{name} has the wrong type: {value!r}")
         kwargs[name] = value
     return cls(**kwargs)

@@ -8,11 +8,14 @@ given_saga(amount=100).expect_command("service-a-deduct")
 
 from __future__ import annotations
 
-from saga_streams.messages import Command, Reply, ReplyStatus, TransferRequested
-from saga_streams.saga.engine import Decision, decide
+from saga_streams.messages import Command, Reply, ReplyStatus, TimeoutElapsed, TransferRequested
+from saga_streams.saga.engine import Decision, decide, pending_command
 from saga_streams.saga.events import SagaEvent
+from saga_streams.saga.policy import RetryPolicy
 from saga_streams.saga.state import Saga
 from saga_streams.saga.workflow import TRANSFER, Workflow
+
+POLICY = RetryPolicy(step_timeout_ms=1_000, max_attempts=3, max_delay_ms=3_000)
 
 
 class SagaScenario:
@@ -20,17 +23,29 @@ class SagaScenario:
         self.workflow = workflow
         self.clock = 1_000
         self.request = TransferRequested(saga_id, workflow.name, amount_cents, self.clock)
-        self.last: Decision = decide(None, self.request, self.clock, {workflow.name: workflow})
+        self.last: Decision = self._decide(None, self.request)
         self.saga: Saga | None = self.last.saga
         self.sent: list[tuple[str, Command]] = list(self.last.commands)
 
     # -- acting -------------------------------------------------------------------------
-    def deliver(self, message: TransferRequested | Reply) -> SagaScenario:
+    def _decide(
+        self, saga: Saga | None, message: TransferRequested | Reply | TimeoutElapsed
+    ) -> Decision:
+        return decide(saga, message, self.clock, {self.workflow.name: self.workflow}, POLICY)
+
+    def deliver(self, message: TransferRequested | Reply | TimeoutElapsed) -> SagaScenario:
         self.clock += 10
-        self.last = decide(self.saga, message, self.clock, {self.workflow.name: self.workflow})
+        self.last = self._decide(self.saga, message)
         self.saga = self.last.saga
         self.sent.extend(self.last.commands)
         return self
+
+    def timeout(self) -> SagaScenario:
+        """Let the clock pass the saga's deadline, and the timer tell the engine."""
+        assert self.saga is not None and self.saga.deadline is not None, self.saga
+        deadline = self.saga.deadline
+        self.clock = deadline - 10
+        return self.deliver(TimeoutElapsed(self.saga.saga_id, deadline))
 
     def reply_to(self, command: Command, status: ReplyStatus, error: str | None = None) -> Reply:
         return Reply(
@@ -50,10 +65,17 @@ class SagaScenario:
     def failure(self, error: str = "Account verification failed") -> SagaScenario:
         return self.deliver(self.reply_to(self.awaited, "FAILED", error))
 
+    def uncertain_failure(self, error: str = "EXPIRED") -> SagaScenario:
+        reply = self.reply_to(self.awaited, "FAILED", error)
+        return self.deliver(type(reply)(**{**reply.__dict__, "uncertain": True}))
+
     @property
     def awaited(self) -> Command:
-        assert self.last.commands, f"no command awaited; last events: {self.last.events}"
-        return self.last.commands[-1][1]
+        """The command the saga waits on now, as the engine derives it from the state."""
+        assert self.saga is not None
+        pending = pending_command(self.workflow, self.saga)
+        assert pending is not None, f"no command awaited: {self.saga}"
+        return pending[1]
 
     # -- checking -----------------------------------------------------------------------
     def expect_command(self, topic: str) -> SagaScenario:

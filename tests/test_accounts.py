@@ -6,12 +6,22 @@ from saga_streams.accounts import LEDGER_CAPACITY, Account, execute
 from saga_streams.messages import Command
 
 
-def action(step_id: str = "s1-1", amount: int = 100_00) -> Command:
-    return Command(step_id, "s1", 1, "ACTION", "deduct", "A", amount)
+def action(step_id: str = "s1-1", amount: int = 100_00, issued_at: int = 1_000) -> Command:
+    return Command(step_id, "s1", 1, "ACTION", "deduct", "A", amount, issued_at=issued_at)
 
 
-def undo(step_id: str = "s1-1", amount: int = 100_00) -> Command:
-    return Command(f"{step_id}-undo", "s1", 1, "COMPENSATION", "refund", "A", amount, step_id)
+def undo(step_id: str = "s1-1", amount: int = 100_00, issued_at: int = 1_000) -> Command:
+    return Command(
+        f"{step_id}-undo",
+        "s1",
+        1,
+        "COMPENSATION",
+        "refund",
+        "A",
+        amount,
+        issued_at=issued_at,
+        undoes=step_id,
+    )
 
 
 def test_deduct_moves_money_once_however_often_delivered() -> None:
@@ -19,7 +29,9 @@ def test_deduct_moves_money_once_however_often_delivered() -> None:
     first = execute(account, action(), "debit", None)
     assert (first.status, first.balance_before, first.balance_after) == ("SUCCESS", 1000_00, 900_00)
     again = execute(account, action(), "debit", None)
-    assert again.duplicate and again.status == "SUCCESS" and account.balance_cents == 900_00
+    assert (
+        again.what == "repeated" and again.status == "SUCCESS" and account.balance_cents == 900_00
+    )
 
 
 def test_injected_failure_is_remembered_for_redelivery() -> None:
@@ -48,10 +60,10 @@ def test_refund_undoes_once_using_the_recorded_amount() -> None:
     # Even a compensation that claims another amount gives back what was really taken.
     refund = execute(account, undo(amount=999_00), "debit", None)
     assert refund.status == "SUCCESS" and account.balance_cents == 1000_00
-    assert execute(account, undo(), "debit", None).duplicate
+    assert execute(account, undo(), "debit", None).what == "repeated"
     assert account.balance_cents == 1000_00
     # The action, redelivered after its refund, does not take money again.
-    assert execute(account, action(), "debit", None).duplicate
+    assert execute(account, action(), "debit", None).what == "repeated"
     assert account.balance_cents == 1000_00
 
 
@@ -65,7 +77,7 @@ def test_refund_of_a_failed_action_moves_nothing() -> None:
 def test_compensation_before_its_action_voids_the_action() -> None:
     account = Account("A", 1000_00)
     early = execute(account, undo(), "debit", None)
-    assert early.status == "SUCCESS" and not early.moved_money
+    assert early.status == "SUCCESS" and early.what == "voided"
     late = execute(account, action(), "debit", None)
     assert late.status == "FAILED" and "VOIDED" in (late.error or "")
     assert account.balance_cents == 1000_00
@@ -73,8 +85,10 @@ def test_compensation_before_its_action_voids_the_action() -> None:
 
 def test_remove_undoes_an_add_on_a_credit_account() -> None:
     account = Account("B", 500_00)
-    add = Command("s1-2", "s1", 2, "ACTION", "add", "B", 100_00)
-    remove = Command("s1-2-undo", "s1", 2, "COMPENSATION", "remove", "B", 100_00, "s1-2")
+    add = Command("s1-2", "s1", 2, "ACTION", "add", "B", 100_00, issued_at=5)
+    remove = Command(
+        "s1-2-undo", "s1", 2, "COMPENSATION", "remove", "B", 100_00, issued_at=5, undoes="s1-2"
+    )
     execute(account, add, "credit", None)
     assert account.balance_cents == 600_00
     execute(account, remove, "credit", None)
@@ -84,7 +98,7 @@ def test_remove_undoes_an_add_on_a_credit_account() -> None:
 def test_ledger_is_bounded_and_round_trips() -> None:
     account = Account("A", 10**9)
     for n in range(LEDGER_CAPACITY + 10):
-        execute(account, action(f"s{n}-1", 1), "debit", None)
+        execute(account, action(f"s{n}-1", 1, issued_at=10 + n), "debit", None)
     assert len(account.ledger) == LEDGER_CAPACITY
     assert "s0-1" not in account.ledger and f"s{LEDGER_CAPACITY + 9}-1" in account.ledger
     assert Account.from_dict(account.to_dict()) == account
@@ -99,3 +113,21 @@ def test_failure_injection_is_stable_per_command_and_near_its_rate() -> None:
     assert 0.18 < sum(decisions) / len(ids) < 0.22
     assert not any(should_fail("service-a", i, 0.0) for i in ids)
     assert all(should_fail("service-a", i, 1.0) for i in ids)
+
+
+def test_commands_older_than_the_ledger_remembers_are_refused_without_moving_money() -> None:
+    account = Account("A", 10**9)
+    for n in range(LEDGER_CAPACITY + 5):
+        execute(account, action(f"s{n}-1", 1, issued_at=10 + n), "debit", None)
+    assert account.horizon == 10 + 4  # the five oldest were evicted
+    balance, ledger = account.balance_cents, dict(account.ledger)
+
+    replay = execute(account, action("s0-1", 1, issued_at=10), "debit", None)
+    assert (replay.status, replay.what) == ("FAILED", "expired") and not replay.recorded
+    late_undo = execute(account, undo("s1-1", 1, issued_at=11), "debit", None)
+    assert (late_undo.status, late_undo.what) == ("FAILED", "expired")
+    assert "LEDGER_EXPIRED" in (late_undo.error or "")
+    assert (account.balance_cents, account.ledger) == (balance, ledger)
+
+    fresh = execute(account, action("new-1", 1, issued_at=10_000), "debit", None)
+    assert fresh.what == "applied" and account.balance_cents == balance - 1

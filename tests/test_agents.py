@@ -275,9 +275,11 @@ def test_request_starts_the_saga_and_commands_the_deduct(
 
     assert saga("s1").status == "STARTED"
     assert outcomes("s1") == ("PENDING", "NOT_STARTED")
-    assert only_command(outbox, "service-a-deduct") == Command(
-        "s1-1", "s1", 1, "ACTION", "deduct", "A", 250_00
+    deduct = only_command(outbox, "service-a-deduct")
+    assert deduct == Command(
+        "s1-1", "s1", 1, "ACTION", "deduct", "A", 250_00, issued_at=deduct.issued_at
     )
+    assert deduct.attempt == 1 and deduct.issued_at > 0
 
 
 def test_success_replies_walk_the_saga_to_completed(sagas: AgentDriver, outbox: Outbox) -> None:
@@ -286,7 +288,7 @@ def test_success_replies_walk_the_saga_to_completed(sagas: AgentDriver, outbox: 
 
     sagas.deliver(REPLIES, reply_to(deduct, "SUCCESS"))
     add = only_command(outbox, "service-b-add")
-    assert add == Command("s1-2", "s1", 2, "ACTION", "add", "B", 100_00)
+    assert add == Command("s1-2", "s1", 2, "ACTION", "add", "B", 100_00, issued_at=add.issued_at)
     assert (saga("s1").status, outcomes("s1")) == ("STARTED", ("SUCCEEDED", "PENDING"))
 
     sagas.deliver(REPLIES, reply_to(add, "SUCCESS"))
@@ -338,7 +340,7 @@ def test_duplicate_replies_never_move_the_saga(sagas: AgentDriver, outbox: Outbo
     [
         (REQUESTS, b"garbage"),
         (REPLIES, b'{"type": "Reply"}'),
-        (REPLIES, encode(Command("s1-1", "s1", 1, "ACTION", "deduct", "A", 100))),
+        (REPLIES, encode(Command("s1-1", "s1", 1, "ACTION", "deduct", "A", 100, issued_at=1))),
     ],
     ids=["not-json", "incomplete", "not-for-the-orchestrator"],
 )
@@ -360,7 +362,9 @@ def test_malformed_message_is_skipped_and_the_agent_carries_on(
 def deduct_from_a(
     *, saga_id: str = "s1", amount_cents: int = 100_00, account: str = "A"
 ) -> Command:
-    return Command(f"{saga_id}-1", saga_id, 1, "ACTION", "deduct", account, amount_cents)
+    return Command(
+        f"{saga_id}-1", saga_id, 1, "ACTION", "deduct", account, amount_cents, issued_at=1_000
+    )
 
 
 def refund_to_a(*, saga_id: str = "s1", amount_cents: int = 100_00) -> Command:
@@ -373,7 +377,8 @@ def refund_to_a(*, saga_id: str = "s1", amount_cents: int = 100_00) -> Command:
         "refund",
         "A",
         amount_cents,
-        action.command_id,
+        issued_at=action.issued_at,
+        undoes=action.command_id,
     )
 
 
@@ -577,6 +582,8 @@ def test_saga_detail_and_unknown_saga(orchestrator_http: Http, sagas: AgentDrive
                 "compensation": "refund",
                 "outcome": "PENDING",
                 "error": None,
+                "attempts": 1,
+                "compensation_attempts": 0,
             },
             {
                 "step": 2,
@@ -585,10 +592,14 @@ def test_saga_detail_and_unknown_saga(orchestrator_http: Http, sagas: AgentDrive
                 "compensation": "remove",
                 "outcome": "NOT_STARTED",
                 "error": None,
+                "attempts": 0,
+                "compensation_attempts": 0,
             },
         ],
         "created_at": "1970-01-01T00:00:01.500Z",
         "updated_at": ANY,
+        "next_retry_at": ANY,
+        "retry_policy": {"step_timeout_s": 5.0, "max_attempts": 3, "max_delay_s": 60.0},
     }
     assert orchestrator_http.get("/sagas/nope") == (404, {"error": "no saga 'nope'"})
 

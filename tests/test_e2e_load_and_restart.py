@@ -43,7 +43,7 @@ def test_many_transfers_at_default_rates_keep_every_invariant(
     rng = random.Random(7)
     ids = send_transfers(stack, [random_amount(rng) for _ in range(60)])
     sagas = stack.wait_terminal(ids, timeout=120)
-    stack.assert_invariants(stack.all_sagas())
+    stack.assert_invariants()
     listed = stack.all_sagas()
     assert sorted(s["saga_id"] for s in listed) == sorted(ids), "GET /sagas lists every saga"
     statuses = Counter(s["status"] for s in sagas.values())
@@ -93,7 +93,7 @@ def test_workers_stopped_and_killed_mid_flight_lose_no_saga_and_no_money(
     faults.append("orchestrator SIGKILL")
 
     sagas = stack.wait_terminal(ids, timeout=150)
-    stack.assert_invariants(stack.all_sagas())
+    stack.assert_invariants()
     print("faults:", faults, "statuses:", dict(Counter(s["status"] for s in sagas.values())))
 
     # State survives a restart: the balances come back from RocksDB and the changelog.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from saga_streams.saga.engine import action_id, compensation_id, decide, pending_command
+from saga_streams.messages import TimeoutElapsed
+from saga_streams.saga.engine import Decision, action_id, compensation_id, decide, pending_command
 from saga_streams.saga.events import (
     MessageIgnored,
     RollbackStarted,
@@ -11,6 +12,7 @@ from saga_streams.saga.events import (
     SagaRolledBack,
     SagaStarted,
     StepDispatched,
+    StepTimedOut,
 )
 from saga_streams.saga.workflow import TRANSFER
 from tests.sagatest import given_saga
@@ -148,3 +150,103 @@ def test_unknown_workflow_request_is_ignored() -> None:
     request = type(scenario.request)("s2", "no-such-flow", 100, 1)
     decision = decide(None, request, 5)
     assert decision.saga is None and decision.commands == ()
+
+
+# -- timeouts and retries (policy: 1 s, doubling, 3 attempts, at most 3 s) ---------------
+
+
+def test_timeout_resends_the_same_command_waiting_twice_as_long() -> None:
+    scenario = given_saga()
+    first = scenario.awaited
+    assert scenario.saga is not None and scenario.saga.deadline == scenario.clock + 1_000
+    scenario.timeout().expect_command("service-a-deduct").expect_status("STARTED")
+    again = scenario.awaited
+    assert (again.command_id, again.attempt, again.issued_at) == (
+        first.command_id,
+        2,
+        first.issued_at,
+    )
+    assert scenario.saga is not None and scenario.saga.deadline == scenario.clock + 2_000
+    assert scenario.saga.steps[0].attempts == 2
+    # The reply to any attempt moves the saga on.
+    scenario.success().expect_command("service-b-add")
+
+
+def test_step_two_silent_after_max_attempts_is_undone_itself_then_step_one() -> None:
+    scenario = given_saga().success()
+    scenario.timeout().timeout().expect_command("service-b-add")
+    assert scenario.awaited.attempt == 3
+    scenario.timeout().expect_command("service-b-remove").expect_status("COMPENSATING")
+    scenario.expect_event(StepTimedOut)
+    assert scenario.saga is not None
+    assert scenario.saga.steps[1].error == "TIMED_OUT: no reply after 3 attempts"
+    remove = scenario.awaited
+    assert (remove.undoes, remove.issued_at) == (action_id("s1", 2), scenario.sent[1][1].issued_at)
+    # B never saw the add: it voids it and acknowledges; then A is refunded.
+    scenario.success().expect_command("service-a-refund").expect_outcomes(
+        "COMPENSATING", "COMPENSATED"
+    )
+    scenario.success().expect_status("ROLLED_BACK").expect_outcomes("COMPENSATED", "COMPENSATED")
+    assert scenario.saga is not None and scenario.saga.deadline is None
+
+
+def test_step_one_silent_is_compensated_in_case_it_ran_and_ends_failed() -> None:
+    scenario = given_saga().timeout().timeout().timeout().expect_command("service-a-refund")
+    scenario.success().expect_status("FAILED").expect_event(SagaFailed)
+    failed = next(e for e in scenario.last.events if isinstance(e, SagaFailed))
+    assert failed.compensated and failed.error.startswith("TIMED_OUT")
+
+
+def test_a_late_reply_after_giving_up_is_ignored() -> None:
+    scenario = given_saga().timeout().timeout()
+    deduct = scenario.awaited
+    scenario.timeout().expect_command("service-a-refund")
+    scenario.deliver(scenario.reply_to(deduct, "SUCCESS")).expect_no_command()
+    scenario.expect_event(MessageIgnored).expect_status("COMPENSATING")
+
+
+def test_compensation_is_retried_forever_with_capped_backoff() -> None:
+    scenario = given_saga().success().failure().expect_command("service-a-refund")
+    waits = []
+    for _ in range(6):
+        before = scenario.clock
+        scenario.timeout().expect_command("service-a-refund").expect_status("COMPENSATING")
+        assert scenario.saga is not None and scenario.saga.deadline is not None
+        waits.append(scenario.saga.deadline - scenario.clock)
+        assert scenario.clock > before
+    assert waits == [2_000, 3_000, 3_000, 3_000, 3_000, 3_000]
+    assert scenario.saga is not None and scenario.saga.steps[0].compensation_attempts == 7
+    scenario.success().expect_status("ROLLED_BACK")
+
+
+def test_refused_compensation_waits_for_its_deadline_then_goes_again() -> None:
+    scenario = given_saga().success().failure()
+    refund = scenario.awaited
+    scenario.deliver(scenario.reply_to(refund, "FAILED", "LEDGER_EXPIRED: cannot tell"))
+    scenario.expect_no_command().expect_status("COMPENSATING")
+    assert (
+        scenario.saga is not None and scenario.saga.steps[0].error == "LEDGER_EXPIRED: cannot tell"
+    )
+    scenario.timeout().expect_command("service-a-refund")
+
+
+def test_stale_or_pointless_timeouts_change_nothing() -> None:
+    scenario = given_saga()
+    assert scenario.saga is not None
+    stale = TimeoutElapsed("s1", scenario.saga.deadline - 1)  # type: ignore[operator]
+    before = scenario.saga
+    scenario.deliver(stale).expect_no_command()
+    assert scenario.saga == before and scenario.last.events == ()
+    early = TimeoutElapsed("s1", before.deadline)  # type: ignore[arg-type]
+    scenario.clock = 0
+    scenario.deliver(early).expect_no_command()
+    assert scenario.saga == before
+    scenario.success().success().expect_status("COMPLETED")
+    assert decide(scenario.saga, TimeoutElapsed("s1", 1), 10**12).commands == ()
+    assert decide(None, TimeoutElapsed("s9", 1), 10**12) == Decision(None)
+
+
+def test_uncertain_failure_undoes_the_step_itself() -> None:
+    scenario = given_saga().success().uncertain_failure()
+    scenario.expect_command("service-b-remove").expect_status("COMPENSATING")
+    scenario.success().expect_command("service-a-refund").success().expect_status("ROLLED_BACK")

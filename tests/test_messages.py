@@ -2,15 +2,36 @@ from __future__ import annotations
 
 import pytest
 
-from saga_streams.messages import Command, MessageError, Reply, TransferRequested, decode, encode
+from saga_streams.messages import (
+    Command,
+    MessageError,
+    Reply,
+    TimeoutElapsed,
+    TransferRequested,
+    decode,
+    encode,
+)
 
 
 def test_round_trip_every_message() -> None:
     for message in (
         TransferRequested("s1", "transfer", 100_00, 1),
-        Command("s1-1", "s1", 1, "ACTION", "deduct", "A", 100_00),
-        Command("s1-1-undo", "s1", 1, "COMPENSATION", "refund", "A", 100_00, "s1-1"),
+        Command("s1-1", "s1", 1, "ACTION", "deduct", "A", 100_00, issued_at=7),
+        Command(
+            "s1-1-undo",
+            "s1",
+            1,
+            "COMPENSATION",
+            "refund",
+            "A",
+            100_00,
+            issued_at=7,
+            attempt=3,
+            undoes="s1-1",
+        ),
+        TimeoutElapsed("s1", 12345),
         Reply("s1-1", "s1", 1, "ACTION", "service-a", "deduct", "FAILED", "INSUFFICIENT_FUNDS"),
+        Reply("s1-1", "s1", 1, "ACTION", "service-a", "deduct", "FAILED", "EXPIRED", True),
     ):
         assert decode(encode(message)) == message
 

@@ -13,37 +13,52 @@ import faust
 
 from saga_streams.app import (
     REPLY_TOPIC,
+    TIMEOUT_TOPIC,
     TRANSFER_REQUEST_TOPIC,
     command_topic_names,
     create_app,
     declare_topic,
     settings_or_exit,
 )
-from saga_streams.messages import MessageError, Reply, TransferRequested, decode, encode
+from saga_streams.messages import (
+    MessageError,
+    Reply,
+    TimeoutElapsed,
+    TransferRequested,
+    decode,
+    encode,
+)
 from saga_streams.roles import ORCHESTRATOR
 from saga_streams.saga.engine import decide
 from saga_streams.saga.logbook import render
+from saga_streams.tables.deadlines import DeadlineIndex
 from saga_streams.tables.sagas import SagaStore
 from saga_streams.web.health import register_health_view
 from saga_streams.web.sagas import register_saga_views
 
-__all__ = ["app", "run_sagas"]
+__all__ = ["app", "fire_timeouts", "run_sagas"]
 
 log = logging.getLogger("saga_streams.orchestrator")
 
 settings = settings_or_exit()
 app = create_app(ORCHESTRATOR, settings)
 sagas = SagaStore(app, settings.partitions)
+deadlines = DeadlineIndex()
 
 transfer_requests_topic = declare_topic(app, TRANSFER_REQUEST_TOPIC, partitions=settings.partitions)
-# Requests and replies are both keyed by saga id and consumed by one agent, so all moves
-# of one saga happen one at a time, in the table partition that owns it.
+timeouts_topic = declare_topic(app, TIMEOUT_TOPIC, partitions=settings.partitions)
+# Requests, replies and timeouts are all keyed by saga id and consumed by one agent, so
+# all moves of one saga happen one at a time, in the table partition that owns it.
 saga_inputs_topic = declare_topic(
-    app, TRANSFER_REQUEST_TOPIC, REPLY_TOPIC, partitions=settings.partitions
+    app, TRANSFER_REQUEST_TOPIC, REPLY_TOPIC, TIMEOUT_TOPIC, partitions=settings.partitions
 )
 command_topics = {
     name: declare_topic(app, name, partitions=settings.partitions) for name in command_topic_names()
 }
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 @app.agent(saga_inputs_topic, concurrency=1)
@@ -55,13 +70,14 @@ async def run_sagas(stream: faust.StreamT[bytes]) -> None:
         except MessageError as exc:
             log.warning("⏭️  Skipped a malformed message: %s", exc)
             continue
-        if not isinstance(message, TransferRequested | Reply):
+        if not isinstance(message, TransferRequested | Reply | TimeoutElapsed):
             log.warning("⏭️  Skipped a %s on an orchestrator topic", type(message).__name__)
             continue
         saga = sagas.get(message.saga_id)
-        decision = decide(saga, message, now=int(time.time() * 1000))
+        decision = decide(saga, message, now=now_ms(), policy=settings.retry_policy)
         if decision.saga is not None and decision.saga != saga:
             sagas.put(decision.saga)
+            deadlines.track(decision.saga)
         for topic_name, command in decision.commands:
             # Keyed by account: one account's commands stay in order on one partition.
             await command_topics[topic_name].send(key=command.account, value=encode(command))
@@ -69,5 +85,14 @@ async def run_sagas(stream: faust.StreamT[bytes]) -> None:
             log.info(render(event))
 
 
-register_saga_views(app, sagas, transfer_requests_topic)
+async def fire_timeouts() -> None:
+    """Tell the agent about overdue sagas. The timer only reads the table; the timeout
+    travels through Kafka so that the agent, the only writer, makes the move."""
+    deadlines.refresh(frozenset(app.assignor.assigned_actives()), sagas.all)
+    for saga_id, deadline in deadlines.due(now_ms(), limit=1000):
+        await timeouts_topic.send(key=saga_id, value=encode(TimeoutElapsed(saga_id, deadline)))
+
+
+app.timer(interval=1.0)(fire_timeouts)
+register_saga_views(app, sagas, transfer_requests_topic, settings.retry_policy)
 register_health_view(app, ORCHESTRATOR)

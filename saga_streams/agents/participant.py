@@ -37,12 +37,14 @@ def describe(command: Command, result: Execution) -> str:
         if command.kind == ACTION
         else f"🔄 COMPENSATION: {verb} {amount} {tag}"
     )
-    if result.duplicate:
+    if result.what == "repeated":
         return f"{received}\n🔁 ALREADY ANSWERED: {result.status}; balance untouched {tag}"
     if result.status == "FAILED":
         return f"{received}\n❌ FAILED: {verb} {amount} {tag}\n   Error: {result.error}"
-    if not result.moved_money:  # a compensation that arrived before its action
+    if result.what == "voided":
         return f"{received}\n✅ Nothing to {command.action}: the action never ran here {tag}"
+    if result.what == "nothing_to_undo":
+        return f"{received}\n✅ Nothing to {command.action}: the action was refused {tag}"
     done = (
         f"✅ SUCCESS: {_past(verb)} {amount}"
         if command.kind == ACTION
@@ -81,6 +83,7 @@ def create_participant_app(participant: Participant) -> faust.App:
                 continue
             if not accounts.is_open(command.account):
                 reply_error: str | None = f"UNKNOWN_ACCOUNT: {command.account}"
+                uncertain = False
                 status = "FAILED"
                 log.warning("❌ Unknown account %s [saga %s]", command.account, command.saga_id)
             else:
@@ -88,9 +91,10 @@ def create_participant_app(participant: Participant) -> faust.App:
                 fails = should_fail(role.name, command.command_id, failure_rate)
                 injected = participant.failure_error if fails else None
                 result = execute(account, command, effect, injected)
-                if not result.duplicate:
+                if result.recorded:
                     accounts.put(account)
                 reply_error, status = result.error, result.status
+                uncertain = result.what == "expired"
                 log.info(describe(command, result))
             reply = Reply(
                 command_id=command.command_id,
@@ -101,6 +105,7 @@ def create_participant_app(participant: Participant) -> faust.App:
                 action=command.action,
                 status=status,  # type: ignore[arg-type]
                 error=reply_error,
+                uncertain=uncertain,
             )
             await replies_topic.send(key=command.saga_id, value=encode(reply))
 

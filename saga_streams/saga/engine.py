@@ -1,4 +1,4 @@
-"""The pure saga engine: ``(saga, message, now) -> Decision``.
+"""The pure saga engine: ``(saga, input, now) -> Decision``.
 
 Every move of every saga is decided here, with no I/O: the orchestrator agent loads the
 saga from its table, asks ``decide``, stores ``decision.saga``, sends ``decision.commands``
@@ -9,14 +9,20 @@ The rules, in the seed's words:
 - a step's SUCCESS moves to the next step, or completes the saga after the last;
 - a step's FAILED starts the rollback: the steps that succeeded are compensated one by one,
   latest first; with nothing to undo the saga simply FAILED;
-- a compensation's SUCCESS moves to the previous succeeded step, or ends ROLLED_BACK.
+- a compensation's SUCCESS moves to the previous succeeded step, or ends the rollback.
 
-And what the seed leaves out, because Kafka delivers at least once:
+And what the seed leaves out, because Kafka delivers at least once and processes die:
 - a reply that is not for the command the saga awaits (duplicate, late, unknown) changes
-  nothing and is reported as ignored;
-- a terminal saga never moves again;
+  nothing and is reported as ignored; a terminal saga never moves again;
 - a redelivered request, or a redelivery of the reply that made the latest move, sends the
-  awaited command again (its id is unchanged, so the participant applies it at most once).
+  awaited command again (its id is unchanged, so the participant applies it at most once);
+- every send sets a deadline; when it passes (``TimeoutElapsed``) the command is sent
+  again, waiting twice as long each time. After ``max_attempts`` sends of an action the
+  orchestrator gives up on it: the action may have run with its reply lost, so the rollback
+  starts by compensating that step itself (a participant that never saw the action
+  records the compensation and refuses the action if it arrives later);
+- a compensation is never given up: it is sent again until acknowledged, and the saga
+  stays COMPENSATING, with its attempts and last error, for everyone to see.
 """
 
 from __future__ import annotations
@@ -24,7 +30,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from saga_streams.messages import ACTION, COMPENSATION, Command, Reply, TransferRequested
+from saga_streams.messages import (
+    ACTION,
+    COMPENSATION,
+    Command,
+    CommandKind,
+    Reply,
+    TimeoutElapsed,
+    TransferRequested,
+)
 from saga_streams.saga.events import (
     CompensationDispatched,
     CompensationRefused,
@@ -39,11 +53,16 @@ from saga_streams.saga.events import (
     StepDispatched,
     StepFailed,
     StepSucceeded,
+    StepTimedOut,
 )
+from saga_streams.saga.policy import RetryPolicy
 from saga_streams.saga.state import Saga, StepState
 from saga_streams.saga.workflow import WORKFLOWS, Workflow
 
 __all__ = ["Decision", "action_id", "compensation_id", "decide", "pending_command"]
+
+DEFAULT_POLICY = RetryPolicy()
+SagaInput = TransferRequested | Reply | TimeoutElapsed
 
 
 @dataclass(frozen=True)
@@ -51,12 +70,6 @@ class Decision:
     saga: Saga | None  # None: nothing to store (an unknown saga's stray reply)
     commands: tuple[tuple[str, Command], ...] = ()  # (topic, command) in sending order
     events: tuple[SagaEvent, ...] = ()
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.commands) or any(
-            not isinstance(event, MessageIgnored) for event in self.events
-        )
 
 
 def action_id(saga_id: str, step: int) -> str:
@@ -67,211 +80,283 @@ def compensation_id(saga_id: str, step: int) -> str:
     return f"{saga_id}-{step}-undo"
 
 
-def _action(workflow: Workflow, saga: Saga, number: int) -> tuple[str, Command]:
-    step = workflow.step(number)
-    command = Command(
-        command_id=action_id(saga.saga_id, number),
-        saga_id=saga.saga_id,
-        step=number,
-        kind=ACTION,
-        action=step.action,
-        account=step.account,
-        amount_cents=saga.amount_cents,
-    )
-    return step.action_topic, command
+@dataclass(frozen=True)
+class _Context:
+    """What every rule needs besides the saga: its workflow, the clock, the policy."""
+
+    workflow: Workflow
+    now: int
+    policy: RetryPolicy
 
 
-def _compensation(workflow: Workflow, saga: Saga, number: int) -> tuple[str, Command]:
-    step = workflow.step(number)
-    assert step.compensation is not None and step.compensation_topic is not None
+# -- commands ---------------------------------------------------------------------------
+
+
+def _command(ctx: _Context, saga: Saga, number: int, kind: CommandKind) -> tuple[str, Command]:
+    step, state = ctx.workflow.step(number), saga.step(number)
+    assert state.issued_at is not None
+    if kind == ACTION:
+        topic, name, attempt = step.action_topic, step.action, state.attempts
+        command_id, undoes = action_id(saga.saga_id, number), None
+    else:
+        assert step.compensation is not None and step.compensation_topic is not None
+        topic, name, attempt = (
+            step.compensation_topic,
+            step.compensation,
+            state.compensation_attempts,
+        )
+        command_id, undoes = compensation_id(saga.saga_id, number), action_id(saga.saga_id, number)
     command = Command(
-        command_id=compensation_id(saga.saga_id, number),
+        command_id=command_id,
         saga_id=saga.saga_id,
         step=number,
-        kind=COMPENSATION,
-        action=step.compensation,
+        kind=kind,
+        action=name,
         account=step.account,
         amount_cents=saga.amount_cents,
-        undoes=action_id(saga.saga_id, number),
+        issued_at=state.issued_at,
+        attempt=attempt,
+        undoes=undoes,
     )
-    return step.compensation_topic, command
+    return topic, command
+
+
+def _awaited(saga: Saga) -> tuple[int, CommandKind] | None:
+    """The step and kind of command the saga is waiting on, read off its steps."""
+    for number, state in enumerate(saga.steps, start=1):
+        if state.outcome == "PENDING":
+            return number, ACTION
+        if state.outcome == "COMPENSATING":
+            return number, COMPENSATION
+    return None
 
 
 def pending_command(workflow: Workflow, saga: Saga) -> tuple[str, Command] | None:
     """The command the saga is waiting on, derived from its steps (never stored twice)."""
-    for number, state in enumerate(saga.steps, start=1):
-        if state.outcome == "PENDING":
-            return _action(workflow, saga, number)
-        if state.outcome == "COMPENSATING":
-            return _compensation(workflow, saga, number)
-    return None
+    awaited = _awaited(saga)
+    if awaited is None:
+        return None
+    ctx = _Context(workflow, saga.updated_at, DEFAULT_POLICY)
+    return _command(ctx, saga, *awaited)
 
 
-def _dispatch_event(workflow: Workflow, saga: Saga, resent: bool) -> tuple[SagaEvent, ...]:
-    pending = pending_command(workflow, saga)
-    if pending is None:
-        return ()
-    _, command = pending
-    step = workflow.step(command.step)
+def _dispatched(ctx: _Context, saga: Saga, command: Command, resent: bool) -> SagaEvent:
+    step = ctx.workflow.step(command.step)
     if command.kind == ACTION:
-        return (
-            StepDispatched(
-                saga.saga_id,
-                command.step,
-                len(workflow.steps),
-                step.label,
-                step.action_topic,
-                resent,
-            ),
+        return StepDispatched(
+            saga.saga_id,
+            command.step,
+            len(ctx.workflow.steps),
+            step.label,
+            step.action_topic,
+            command.attempt,
+            ctx.policy.max_attempts,
+            resent,
         )
-    return (CompensationDispatched(saga.saga_id, command.step, step.participant, resent),)
-
-
-def _resend(workflow: Workflow, saga: Saga, why: str) -> Decision:
-    pending = pending_command(workflow, saga)
-    if pending is None:
-        return Decision(saga, events=(MessageIgnored(saga.saga_id, why),))
-    return Decision(saga, commands=(pending,), events=_dispatch_event(workflow, saga, resent=True))
-
-
-def _start(workflow: Workflow, request: TransferRequested, now: int) -> Decision:
-    saga = Saga(
-        saga_id=request.saga_id,
-        workflow=workflow.name,
-        amount_cents=request.amount_cents,
-        status="STARTED",
-        steps=tuple(StepState() for _ in workflow.steps),
-        created_at=request.requested_at,
-        updated_at=now,
-    ).with_step(1, "PENDING")
-    started = SagaStarted(saga.saga_id, workflow.name, saga.amount_cents, len(workflow.steps))
-    return Decision(
-        saga,
-        commands=(_action(workflow, saga, 1),),
-        events=(started, *_dispatch_event(workflow, saga, resent=False)),
+    return CompensationDispatched(
+        saga.saga_id, command.step, step.participant, command.attempt, resent
     )
 
 
-def _next_compensation(workflow: Workflow, saga: Saga, below: int) -> int | None:
+def _send(ctx: _Context, saga: Saga, number: int, kind: CommandKind) -> Decision:
+    """Send (or send again) a step's action or compensation, and wait for its reply."""
+    state = saga.step(number)
+    if kind == ACTION:
+        saga = saga.with_step(
+            number,
+            outcome="PENDING",
+            attempts=state.attempts + 1,
+            issued_at=state.issued_at if state.issued_at is not None else ctx.now,
+        )
+        attempt = state.attempts + 1
+    else:
+        saga = saga.with_step(
+            number,
+            outcome="COMPENSATING",
+            compensation_attempts=state.compensation_attempts + 1,
+        )
+        attempt = state.compensation_attempts + 1
+    saga = replace(saga, deadline=ctx.now + ctx.policy.delay_ms(attempt), updated_at=ctx.now)
+    topic, command = _command(ctx, saga, number, kind)
+    return Decision(saga, ((topic, command),), (_dispatched(ctx, saga, command, attempt > 1),))
+
+
+def _resend_awaited(ctx: _Context, saga: Saga, why: str) -> Decision:
+    """The awaited command once more, unchanged: its first send may have been lost."""
+    awaited = _awaited(saga)
+    if awaited is None:
+        return Decision(saga, events=(MessageIgnored(saga.saga_id, why),))
+    topic, command = _command(ctx, saga, *awaited)
+    return Decision(saga, ((topic, command),), (_dispatched(ctx, saga, command, resent=True),))
+
+
+def _then(first: Decision, second: Decision) -> Decision:
+    return Decision(second.saga, first.commands + second.commands, first.events + second.events)
+
+
+# -- moves --------------------------------------------------------------------------------
+
+
+def _start(ctx: _Context, request: TransferRequested) -> Decision:
+    saga = Saga(
+        saga_id=request.saga_id,
+        workflow=ctx.workflow.name,
+        amount_cents=request.amount_cents,
+        status="STARTED",
+        steps=tuple(StepState() for _ in ctx.workflow.steps),
+        created_at=request.requested_at,
+        updated_at=ctx.now,
+    )
+    started = SagaStarted(saga.saga_id, ctx.workflow.name, saga.amount_cents, len(saga.steps))
+    return _then(Decision(saga, events=(started,)), _send(ctx, saga, 1, ACTION))
+
+
+def _next_compensation(ctx: _Context, saga: Saga, below: int) -> int | None:
     """The latest step before ``below`` that succeeded and has something to undo."""
     for number in range(below - 1, 0, -1):
-        if saga.steps[number - 1].outcome == "SUCCEEDED" and workflow.step(number).compensation:
+        if saga.step(number).outcome == "SUCCEEDED" and ctx.workflow.step(number).compensation:
             return number
     return None
 
 
-def _after_action(workflow: Workflow, saga: Saga, reply: Reply) -> Decision:
-    number, total = reply.step, len(workflow.steps)
-    label = workflow.step(number).label
+def _end_rollback(ctx: _Context, saga: Saga) -> Decision:
+    failed = saga.failed_step or 1
+    saga = replace(saga, deadline=None)
+    if failed == 1:
+        # The first step failed: nothing before it to undo. If it timed out, it was
+        # compensated itself, in case it ran without its reply reaching us.
+        saga = replace(saga, status="FAILED")
+        state = saga.step(1)
+        compensated = state.outcome == "COMPENSATED"
+        event: SagaEvent = SagaFailed(saga.saga_id, 1, state.error or "failed", compensated)
+        return Decision(saga, events=(event,))
+    saga = replace(saga, status="ROLLED_BACK")
+    return Decision(saga, events=(SagaRolledBack(saga.saga_id),))
+
+
+def _start_rollback(ctx: _Context, saga: Saga, failed: int, undo_failed: bool) -> Decision:
+    saga = replace(saga, failed_step=failed)
+    first = failed if undo_failed and ctx.workflow.step(failed).compensation else None
+    first = first or _next_compensation(ctx, saga, below=failed)
+    if first is None:
+        return _end_rollback(ctx, saga)
+    saga = replace(saga, status="COMPENSATING")
+    return _then(
+        Decision(saga, events=(RollbackStarted(saga.saga_id, failed),)),
+        _send(ctx, saga, first, COMPENSATION),
+    )
+
+
+def _after_action(ctx: _Context, saga: Saga, reply: Reply) -> Decision:
+    number, total = reply.step, len(ctx.workflow.steps)
+    label = ctx.workflow.step(number).label
     if reply.status == "SUCCESS":
-        saga = saga.with_step(number, "SUCCEEDED")
-        events: tuple[SagaEvent, ...] = (StepSucceeded(saga.saga_id, number, total, label),)
+        saga = saga.with_step(number, outcome="SUCCEEDED", error=None)
+        succeeded = Decision(saga, events=(StepSucceeded(saga.saga_id, number, total, label),))
         if number == total:
-            saga = replace(saga, status="COMPLETED")
-            return Decision(saga, events=(*events, SagaCompleted(saga.saga_id, saga.amount_cents)))
-        saga = saga.with_step(number + 1, "PENDING")
-        return Decision(
-            saga,
-            commands=(_action(workflow, saga, number + 1),),
-            events=(*events, *_dispatch_event(workflow, saga, resent=False)),
-        )
+            saga = replace(saga, status="COMPLETED", deadline=None)
+            done = SagaCompleted(saga.saga_id, saga.amount_cents)
+            return _then(succeeded, Decision(saga, events=(done,)))
+        return _then(succeeded, _send(ctx, saga, number + 1, ACTION))
 
     error = reply.error or "unknown error"
-    saga = saga.with_step(number, "FAILED", error)
-    events = (StepFailed(saga.saga_id, number, total, label, error),)
-    undo = _next_compensation(workflow, saga, below=number)
-    if undo is None:
-        saga = replace(saga, status="FAILED")
-        return Decision(saga, events=(*events, SagaFailed(saga.saga_id, number, error)))
-    saga = replace(saga, status="COMPENSATING").with_step(undo, "COMPENSATING")
-    return Decision(
-        saga,
-        commands=(_compensation(workflow, saga, undo),),
-        events=(
-            *events,
-            RollbackStarted(saga.saga_id, number),
-            *_dispatch_event(workflow, saga, resent=False),
-        ),
-    )
+    failed = Decision(saga, events=(StepFailed(saga.saga_id, number, total, label, error),))
+    if reply.uncertain:
+        # The participant cannot say whether an earlier send ran: undo it to be sure,
+        # exactly as after a timeout.
+        saga = saga.with_step(number, error=error)
+        if not ctx.workflow.step(number).compensation:
+            saga = saga.with_step(number, outcome="FAILED")
+        return _then(failed, _start_rollback(ctx, saga, number, undo_failed=True))
+    saga = saga.with_step(number, outcome="FAILED", error=error)
+    return _then(failed, _start_rollback(ctx, saga, number, undo_failed=False))
 
 
-def _after_compensation(workflow: Workflow, saga: Saga, reply: Reply) -> Decision:
+def _after_compensation(ctx: _Context, saga: Saga, reply: Reply) -> Decision:
     number = reply.step
     if reply.status == "FAILED":
-        # Participants acknowledge every compensation; a refusal is kept visible on the
-        # step and the saga stays COMPENSATING until the same command is sent again.
+        # Kept visible on the step; the same compensation goes out again at the deadline.
         error = reply.error or "compensation refused"
-        saga = saga.with_step(number, "COMPENSATING", error)
+        saga = saga.with_step(number, error=error)
         return Decision(saga, events=(CompensationRefused(saga.saga_id, number, error),))
-    saga = saga.with_step(number, "COMPENSATED")
-    events: tuple[SagaEvent, ...] = (
-        StepCompensated(saga.saga_id, number, workflow.step(number).participant),
+    saga = saga.with_step(number, outcome="COMPENSATED")
+    participant = ctx.workflow.step(number).participant
+    undone = Decision(saga, events=(StepCompensated(saga.saga_id, number, participant),))
+    below = _next_compensation(ctx, saga, below=number)
+    if below is None:
+        return _then(undone, _end_rollback(ctx, saga))
+    return _then(undone, _send(ctx, saga, below, COMPENSATION))
+
+
+def _on_reply(ctx: _Context, saga: Saga, reply: Reply) -> Decision:
+    awaited = _awaited(saga)
+    expected = None if awaited is None else _command(ctx, saga, *awaited)[1].command_id
+    if reply.command_id != expected:
+        if reply.command_id == saga.last_move:
+            return _resend_awaited(ctx, saga, f"reply {reply.command_id} redelivered")
+        why = f"reply {reply.command_id} ({reply.status}) is not awaited"
+        return Decision(saga, events=(MessageIgnored(saga.saga_id, why),))
+    if reply.kind == ACTION:
+        moved = _after_action(ctx, saga, reply)
+    else:
+        moved = _after_compensation(ctx, saga, reply)
+    assert moved.saga is not None
+    return replace(moved, saga=replace(moved.saga, updated_at=ctx.now, last_move=reply.command_id))
+
+
+def _on_timeout(ctx: _Context, saga: Saga, timeout: TimeoutElapsed) -> Decision:
+    if saga.deadline != timeout.deadline or ctx.now < timeout.deadline:
+        return Decision(saga)  # the saga moved on (or the clock disagrees): nothing due
+    awaited = _awaited(saga)
+    if awaited is None:
+        return Decision(replace(saga, deadline=None))
+    number, kind = awaited
+    state = saga.step(number)
+    if kind == COMPENSATION or state.attempts < ctx.policy.max_attempts:
+        return _send(ctx, saga, number, kind)
+    error = f"TIMED_OUT: no reply after {state.attempts} attempts"
+    saga = saga.with_step(number, error=error)
+    total, label = len(saga.steps), ctx.workflow.step(number).label
+    timed_out = Decision(
+        saga, events=(StepTimedOut(saga.saga_id, number, total, label, state.attempts),)
     )
-    undo = _next_compensation(workflow, saga, below=number)
-    if undo is None:
-        saga = replace(saga, status="ROLLED_BACK")
-        return Decision(saga, events=(*events, SagaRolledBack(saga.saga_id)))
-    saga = saga.with_step(undo, "COMPENSATING")
-    return Decision(
-        saga,
-        commands=(_compensation(workflow, saga, undo),),
-        events=(*events, *_dispatch_event(workflow, saga, resent=False)),
-    )
+    if not ctx.workflow.step(number).compensation:
+        saga = saga.with_step(number, outcome="FAILED")
+    return _then(timed_out, _start_rollback(ctx, saga, number, undo_failed=True))
 
 
 def decide(
     saga: Saga | None,
-    message: TransferRequested | Reply,
+    message: SagaInput,
     now: int,
     workflows: Mapping[str, Workflow] = WORKFLOWS,
+    policy: RetryPolicy = DEFAULT_POLICY,
 ) -> Decision:
     """Decide the next move of one saga. Pure: same inputs, same decision."""
     if isinstance(message, TransferRequested):
         workflow = workflows.get(message.workflow)
         if workflow is None:
-            return Decision(
-                saga,
-                events=(MessageIgnored(message.saga_id, f"unknown workflow {message.workflow!r}"),),
-            )
+            why = f"unknown workflow {message.workflow!r}"
+            return Decision(saga, events=(MessageIgnored(message.saga_id, why),))
+        ctx = _Context(workflow, now, policy)
         if saga is None:
-            return _start(workflow, message, now)
+            return _start(ctx, message)
         if saga.is_terminal:
-            return Decision(
-                saga,
-                events=(MessageIgnored(saga.saga_id, "request redelivered; saga already ended"),),
-            )
-        return _resend(workflow, saga, "request redelivered")
+            why = "request redelivered; saga already ended"
+            return Decision(saga, events=(MessageIgnored(saga.saga_id, why),))
+        return _resend_awaited(ctx, saga, "request redelivered")
 
     if saga is None:
-        return Decision(
-            None,
-            events=(
-                MessageIgnored(message.saga_id, f"reply {message.command_id} for an unknown saga"),
-            ),
-        )
-    workflow = workflows[saga.workflow]
+        if isinstance(message, TimeoutElapsed):
+            return Decision(None)
+        why = f"reply {message.command_id} for an unknown saga"
+        return Decision(None, events=(MessageIgnored(message.saga_id, why),))
+    ctx = _Context(workflows[saga.workflow], now, policy)
     if saga.is_terminal:
-        return Decision(
-            saga,
-            events=(
-                MessageIgnored(
-                    saga.saga_id, f"late reply {message.command_id}; saga already {saga.status}"
-                ),
-            ),
-        )
-    pending = pending_command(workflow, saga)
-    if pending is None or pending[1].command_id != message.command_id:
-        if message.command_id == saga.last_move:
-            return _resend(workflow, saga, f"reply {message.command_id} redelivered")
-        return Decision(
-            saga,
-            events=(MessageIgnored(saga.saga_id, f"reply {message.command_id} is not awaited"),),
-        )
-
-    moved = (
-        _after_action(workflow, saga, message)
-        if message.kind == ACTION
-        else _after_compensation(workflow, saga, message)
-    )
-    assert moved.saga is not None
-    return replace(moved, saga=replace(moved.saga, updated_at=now, last_move=message.command_id))
+        if isinstance(message, TimeoutElapsed):
+            return Decision(saga)
+        why = f"late reply {message.command_id} ({message.status}); saga already {saga.status}"
+        return Decision(saga, events=(MessageIgnored(saga.saga_id, why),))
+    if isinstance(message, TimeoutElapsed):
+        return _on_timeout(ctx, saga, message)
+    return _on_reply(ctx, saga, message)

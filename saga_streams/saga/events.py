@@ -22,6 +22,7 @@ __all__ = [
     "StepDispatched",
     "StepFailed",
     "StepSucceeded",
+    "StepTimedOut",
 ]
 
 
@@ -40,7 +41,18 @@ class StepDispatched:
     total_steps: int
     label: str  # service-a.deduct
     topic: str
-    resent: bool
+    attempt: int  # 1 for the first send
+    max_attempts: int
+    resent: bool  # sent again: after a timeout (attempt > 1) or a redelivery
+
+
+@dataclass(frozen=True)
+class StepTimedOut:
+    saga_id: str
+    step: int
+    total_steps: int
+    label: str
+    attempts: int
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,7 @@ class CompensationDispatched:
     saga_id: str
     step: int
     participant: str
+    attempt: int
     resent: bool
 
 
@@ -104,6 +117,7 @@ class SagaFailed:
     saga_id: str
     failed_step: int
     error: str
+    compensated: bool  # the failed step was undone in case it ran (it timed out)
 
 
 @dataclass(frozen=True)
@@ -117,6 +131,7 @@ SagaEvent = (
     | StepDispatched
     | StepSucceeded
     | StepFailed
+    | StepTimedOut
     | RollbackStarted
     | CompensationDispatched
     | StepCompensated

@@ -21,6 +21,7 @@ from saga_streams.saga.events import (
     StepDispatched,
     StepFailed,
     StepSucceeded,
+    StepTimedOut,
 )
 from saga_streams.saga.workflow import WORKFLOWS
 
@@ -59,7 +60,16 @@ def render(event: SagaEvent) -> str:
                 f"   Sending command to {participant}..."
             )
         case StepDispatched(resent=True):
-            return f"🔁 STEP {event.step}/{event.total_steps}: {event.label} sent again {tag}"
+            return (
+                f"🔁 STEP {event.step}/{event.total_steps}: {event.label} sent again "
+                f"(attempt {event.attempt}/{event.max_attempts}) {tag}"
+            )
+        case StepTimedOut():
+            participant = event.label.split(".")[0]
+            return (
+                f"⏰ Step {event.step} TIMED OUT: no reply from {participant} "
+                f"after {event.attempts} attempts {tag}"
+            )
         case StepSucceeded():
             participant = event.label.split(".")[0]
             return f"✅ Step {event.step} SUCCESS from {participant} {tag}"
@@ -75,7 +85,10 @@ def render(event: SagaEvent) -> str:
         case CompensationDispatched(resent=False):
             return f"🔄 COMPENSATING STEP {event.step}: {event.participant} {tag}"
         case CompensationDispatched(resent=True):
-            return f"🔁 COMPENSATING STEP {event.step}: {event.participant} sent again {tag}"
+            return (
+                f"🔁 COMPENSATING STEP {event.step}: {event.participant} sent again "
+                f"(attempt {event.attempt}) {tag}"
+            )
         case StepCompensated():
             return f"↩️  Step {event.step} COMPENSATED by {event.participant} {tag}"
         case CompensationRefused():
@@ -92,7 +105,9 @@ def render(event: SagaEvent) -> str:
             return _banner(
                 f"❌ SAGA FAILED: {event.saga_id}",
                 f"   Failed at step {event.failed_step}: {event.error}",
-                "   Nothing to roll back",
+                "   Step 1 compensated in case it ran"
+                if event.compensated
+                else "   Nothing to roll back",
             )
         case MessageIgnored():
             return f"⏭️  Ignored: {event.reason} {tag}"

@@ -32,6 +32,30 @@ StepOutcome = Literal[
 class StepState:
     outcome: StepOutcome = "NOT_STARTED"
     error: str | None = None
+    attempts: int = 0  # how often the action was sent
+    compensation_attempts: int = 0  # how often its compensation was sent
+    #: When the action was first sent (epoch ms). Every command of the step carries it,
+    #: so a participant can tell a command it has forgotten from one it never saw.
+    issued_at: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "error": self.error,
+            "attempts": self.attempts,
+            "compensation_attempts": self.compensation_attempts,
+            "issued_at": self.issued_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StepState:
+        return cls(
+            outcome=data["outcome"],
+            error=data["error"],
+            attempts=data.get("attempts", 0),
+            compensation_attempts=data.get("compensation_attempts", 0),
+            issued_at=data.get("issued_at"),
+        )
 
 
 @dataclass(frozen=True)
@@ -43,6 +67,12 @@ class Saga:
     steps: tuple[StepState, ...]
     created_at: int  # epoch milliseconds
     updated_at: int
+    #: The step whose failure (or silence) ended the forward path; it decides whether a
+    #: rollback ends FAILED (step 1) or ROLLED_BACK (a later step).
+    failed_step: int | None = None
+    #: When the awaited reply is overdue: the command is then sent again, or given up on.
+    #: None once the saga has ended.
+    deadline: int | None = None
     #: The command whose reply made the latest move. A redelivery of that same reply
     #: means the commands it caused may never have been sent (the worker died between
     #: writing this state and producing them), so the engine sends them again.
@@ -52,9 +82,12 @@ class Saga:
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
 
-    def with_step(self, number: int, outcome: StepOutcome, error: str | None = None) -> Saga:
+    def step(self, number: int) -> StepState:
+        return self.steps[number - 1]
+
+    def with_step(self, number: int, **changes: Any) -> Saga:
         steps = list(self.steps)
-        steps[number - 1] = StepState(outcome=outcome, error=error or steps[number - 1].error)
+        steps[number - 1] = replace(steps[number - 1], **changes)
         return replace(self, steps=tuple(steps))
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,9 +96,11 @@ class Saga:
             "workflow": self.workflow,
             "amount_cents": self.amount_cents,
             "status": self.status,
-            "steps": [{"outcome": s.outcome, "error": s.error} for s in self.steps],
+            "steps": [s.to_dict() for s in self.steps],
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "failed_step": self.failed_step,
+            "deadline": self.deadline,
             "last_move": self.last_move,
         }
 
@@ -76,9 +111,11 @@ class Saga:
             workflow=data["workflow"],
             amount_cents=data["amount_cents"],
             status=data["status"],
-            steps=tuple(StepState(outcome=s["outcome"], error=s["error"]) for s in data["steps"]),
+            steps=tuple(StepState.from_dict(s) for s in data["steps"]),
             created_at=data["created_at"],
             updated_at=data["updated_at"],
+            failed_step=data.get("failed_step"),
+            deadline=data.get("deadline"),
             last_move=data.get("last_move"),
         )
 

@@ -12,6 +12,7 @@ from faust.web import Request, Response, View
 
 from saga_streams.messages import TransferRequested, encode
 from saga_streams.money import dollars
+from saga_streams.saga.policy import RetryPolicy
 from saga_streams.saga.state import Saga, iso_ms
 from saga_streams.saga.workflow import DEFAULT_WORKFLOW, WORKFLOWS
 from saga_streams.tables.sagas import SagaStore
@@ -20,30 +21,49 @@ from saga_streams.web.validation import BadRequest, parse_saga_query, parse_tran
 __all__ = ["register_saga_views", "saga_json"]
 
 
-def saga_json(saga: Saga) -> dict[str, Any]:
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def saga_json(saga: Saga, policy: RetryPolicy | None = None) -> dict[str, Any]:
+    """A saga as the API shows it; with ``policy``, also its retry state and settings."""
     workflow = WORKFLOWS[saga.workflow]
-    return {
+    steps = []
+    for number, (step, state) in enumerate(zip(workflow.steps, saga.steps, strict=True), 1):
+        shown: dict[str, Any] = {
+            "step": number,
+            "service": step.participant,
+            "action": step.action,
+            "compensation": step.compensation,
+            "outcome": state.outcome,
+            "error": state.error,
+        }
+        if policy is not None:
+            shown["attempts"] = state.attempts
+            shown["compensation_attempts"] = state.compensation_attempts
+        steps.append(shown)
+    body: dict[str, Any] = {
         "saga_id": saga.saga_id,
         "workflow": saga.workflow,
         "amount": dollars(saga.amount_cents),
         "status": saga.status,
-        "steps": [
-            {
-                "step": number,
-                "service": step.participant,
-                "action": step.action,
-                "compensation": step.compensation,
-                "outcome": state.outcome,
-                "error": state.error,
-            }
-            for number, (step, state) in enumerate(zip(workflow.steps, saga.steps, strict=True), 1)
-        ],
+        "steps": steps,
         "created_at": iso_ms(saga.created_at),
         "updated_at": iso_ms(saga.updated_at),
     }
+    if policy is not None:
+        body["next_retry_at"] = None if saga.deadline is None else iso_ms(saga.deadline)
+        body["retry_policy"] = {
+            "step_timeout_s": policy.step_timeout_ms / 1000,
+            "max_attempts": policy.max_attempts,
+            "max_delay_s": policy.max_delay_ms / 1000,
+        }
+    return body
 
 
-def register_saga_views(app: faust.App, sagas: SagaStore, requests: faust.TopicT) -> None:
+def register_saga_views(
+    app: faust.App, sagas: SagaStore, requests: faust.TopicT, policy: RetryPolicy
+) -> None:
     @app.page("/transfer")
     class Transfer(View):
         async def post(self, request: Request) -> Response:
@@ -60,7 +80,7 @@ def register_saga_views(app: faust.App, sagas: SagaStore, requests: faust.TopicT
                 saga_id=saga_id,
                 workflow=DEFAULT_WORKFLOW,
                 amount_cents=transfer.amount_cents,
-                requested_at=int(time.time() * 1000),
+                requested_at=_now_ms(),
             )
             pending = await requests.send(key=saga_id, value=encode(message))
             await pending
@@ -81,7 +101,14 @@ def register_saga_views(app: faust.App, sagas: SagaStore, requests: faust.TopicT
                 query = parse_saga_query(dict(request.query))
             except BadRequest as exc:
                 return self.json({"error": str(exc)}, status=400)
-            matching = [s for s in sagas.all() if query.status in (None, s.status)]
+            # older_than: sagas created that many seconds ago or earlier (stuck ones, with
+            # a non-terminal status filter).
+            cutoff = None if query.older_than is None else _now_ms() - query.older_than * 1000
+            matching = [
+                s
+                for s in sagas.all()
+                if query.status in (None, s.status) and (cutoff is None or s.created_at <= cutoff)
+            ]
             matching.sort(key=lambda s: (s.created_at, s.saga_id), reverse=True)
             after = [
                 s
@@ -95,6 +122,8 @@ def register_saga_views(app: faust.App, sagas: SagaStore, requests: faust.TopicT
                 params = {"cursor": f"{last.created_at}.{last.saga_id}", "limit": str(query.limit)}
                 if query.status:
                     params["status"] = query.status
+                if query.older_than is not None:
+                    params["older_than"] = f"{query.older_than:g}"
                 next_path = f"/sagas?{urlencode(sorted(params.items()))}"
             return self.json(
                 {"sagas": [saga_json(s) for s in page], "count": len(matching), "next": next_path}
@@ -106,4 +135,4 @@ def register_saga_views(app: faust.App, sagas: SagaStore, requests: faust.TopicT
             saga = sagas.get(saga_id)
             if saga is None:
                 return self.json({"error": f"no saga {saga_id!r}"}, status=404)
-            return self.json(saga_json(saga))
+            return self.json(saga_json(saga, policy))

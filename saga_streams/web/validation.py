@@ -38,6 +38,7 @@ class SagaQuery:
     status: str | None
     limit: int
     cursor: tuple[int, str] | None  # (created_at, saga_id) of the last saga already seen
+    older_than: float | None = None  # seconds since creation, at least
 
 
 def _reject_constant(name: str) -> Any:
@@ -87,8 +88,8 @@ def parse_transfer(content_type: str, body: bytes) -> TransferInput:
 
 
 def parse_saga_query(query: dict[str, str]) -> SagaQuery:
-    """Validate ``GET /sagas`` parameters: ``status``, ``limit``, ``cursor``."""
-    unknown = sorted(set(query) - {"status", "limit", "cursor"})
+    """Validate ``GET /sagas`` parameters: ``status``, ``limit``, ``cursor``, ``older_than``."""
+    unknown = sorted(set(query) - {"status", "limit", "cursor", "older_than"})
     if unknown:
         raise BadRequest(f"unknown parameter {unknown[0]!r}")
     status = query.get("status")
@@ -106,4 +107,12 @@ def parse_saga_query(query: dict[str, str]) -> SagaQuery:
         if not created.isdigit() or not saga_id:
             raise BadRequest("cursor is malformed; use the 'next' link of the previous page")
         cursor = (int(created), saga_id)
-    return SagaQuery(status=status, limit=limit, cursor=cursor)
+    older_than = None
+    if "older_than" in query:
+        try:
+            older_than = float(query["older_than"])
+        except ValueError:
+            older_than = -1.0
+        if not 0 <= older_than < 10**9:  # also rejects NaN
+            raise BadRequest("older_than must be a number of seconds, 0 or more")
+    return SagaQuery(status=status, limit=limit, cursor=cursor, older_than=older_than)

@@ -1,0 +1,184 @@
+"""``python -m saga_streams audit``: check the invariants through the HTTP API.
+
+Reads every saga and every balance, then checks, per DESIGN.md section 4:
+1. conservation: the accounts hold the opening total, less what in-flight sagas hold;
+2. outcome consistency: each balance is its opening balance plus the effects of the
+   COMPLETED sagas (exactly, with no saga in flight; within the in-flight amounts else);
+4. termination: no saga older than ``--stuck-after`` seconds is still in flight;
+5. no negative balance.
+Prints a short report; exits 1 on any violation, 2 if an API cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from saga_streams.config import ConfigError, load_settings
+from saga_streams.local.workers import http_json
+from saga_streams.money import format_dollars
+from saga_streams.roles import PARTICIPANTS
+from saga_streams.saga.state import TERMINAL
+from saga_streams.saga.workflow import WORKFLOWS
+
+__all__ = ["AuditReport", "audit", "main"]
+
+
+def _cents(amount: float) -> int:
+    return round(amount * 100)
+
+
+def _epoch_s(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass
+class AuditReport:
+    balances: dict[str, int]  # account -> cents
+    opening: dict[str, int]
+    statuses: Counter[str] = field(default_factory=Counter)
+    in_flight: int = 0
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def render(self) -> str:
+        lines = [
+            "saga_streams audit",
+            "  sagas: "
+            + (", ".join(f"{s} {n}" for s, n in sorted(self.statuses.items())) or "none"),
+            "  balances: "
+            + ", ".join(f"{a} {format_dollars(c)}" for a, c in sorted(self.balances.items()))
+            + f" (total {format_dollars(sum(self.balances.values()))},"
+            + f" opening {format_dollars(sum(self.opening.values()))})",
+        ]
+        lines += [f"  ❌ {v}" for v in self.violations] or ["  ✅ every invariant holds"]
+        return "\n".join(lines)
+
+
+def _effects(saga: Mapping[str, Any]) -> dict[str, int]:
+    """What a saga does to each account when it completes: account -> signed cents."""
+    effects: dict[str, int] = {}
+    amount = _cents(saga["amount"])
+    for step in WORKFLOWS[saga["workflow"]].steps:
+        participant = PARTICIPANTS[step.participant]
+        sign = -1 if participant.effects[step.action] == "debit" else 1
+        effects[step.account] = effects.get(step.account, 0) + sign * amount
+    return effects
+
+
+def audit(
+    sagas: Sequence[Mapping[str, Any]],
+    balances: Mapping[str, int],
+    opening: Mapping[str, int],
+    stuck_after_s: float,
+    now_s: float | None = None,
+) -> AuditReport:
+    """The checks themselves, on data already read (pure, so it is unit-tested)."""
+    now_s = time.time() if now_s is None else now_s
+    report = AuditReport(balances=dict(balances), opening=dict(opening))
+    expected = dict(opening)
+    low = dict(opening)  # with in-flight sagas, a balance lies within [low, high]
+    high = dict(opening)
+    stuck = []
+    for saga in sagas:
+        report.statuses[saga["status"]] += 1
+        effects = _effects(saga)
+        if saga["status"] == "COMPLETED":
+            for account, delta in effects.items():
+                expected[account] += delta
+                low[account] += delta
+                high[account] += delta
+        elif saga["status"] not in TERMINAL:
+            report.in_flight += 1
+            for account, delta in effects.items():
+                low[account] += min(delta, 0)
+                high[account] += max(delta, 0)
+            if now_s - _epoch_s(saga["created_at"]) > stuck_after_s:
+                stuck.append(saga["saga_id"])
+
+    total, opening_total = sum(balances.values()), sum(opening.values())
+    in_flight_sum = sum(_cents(s["amount"]) for s in sagas if s["status"] not in TERMINAL)
+    if not opening_total - in_flight_sum <= total <= opening_total:
+        report.violations.append(
+            f"conservation: accounts hold {format_dollars(total)}, opening total "
+            f"{format_dollars(opening_total)}, in flight {format_dollars(in_flight_sum)}"
+        )
+    for account, balance in sorted(balances.items()):
+        exact = report.in_flight == 0
+        if (exact and balance != expected[account]) or not low[account] <= balance <= high[account]:
+            report.violations.append(
+                f"outcome consistency: account {account} holds {format_dollars(balance)}, "
+                f"COMPLETED sagas say {format_dollars(expected[account])}"
+                + ("" if exact else f" (±{format_dollars(in_flight_sum)} in flight)")
+            )
+        if balance < 0:
+            report.violations.append(f"negative balance: account {account}")
+    if stuck:
+        report.violations.append(
+            f"termination: {len(stuck)} saga(s) in flight for over {stuck_after_s:g}s, "
+            f"e.g. {', '.join(stuck[:3])}"
+        )
+    return report
+
+
+def read_sagas(orchestrator_url: str) -> list[dict[str, Any]]:
+    sagas: list[dict[str, Any]] = []
+    path: str | None = "/sagas?limit=1000"
+    while path:
+        status, body = http_json("GET", orchestrator_url + path)
+        if status != 200:
+            raise OSError(f"GET {path}: HTTP {status}")
+        sagas.extend(body["sagas"])
+        path = body["next"]
+    return sagas
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m saga_streams audit", description=__doc__)
+    parser.add_argument("--orchestrator", default="http://127.0.0.1:8000")
+    for participant in PARTICIPANTS.values():
+        role = participant.role
+        parser.add_argument(f"--{role.name}", default=f"http://127.0.0.1:{role.web_port}")
+    parser.add_argument(
+        "--stuck-after",
+        type=float,
+        default=None,
+        help="seconds after which an unfinished saga is a violation "
+        "(default: 10 times STEP_TIMEOUT plus RETRY_MAX_DELAY)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"saga_streams: {exc}", file=sys.stderr)
+        return 2
+    policy = settings.retry_policy
+    stuck_after = args.stuck_after
+    if stuck_after is None:
+        stuck_after = (10 * policy.step_timeout_ms + policy.max_delay_ms) / 1000
+    try:
+        balances = {}
+        opening = {}
+        for participant in PARTICIPANTS.values():
+            url = getattr(args, participant.role.name.replace("-", "_"))
+            status, body = http_json("GET", f"{url}/balance")
+            if status != 200:
+                raise OSError(f"GET {url}/balance: HTTP {status}")
+            balances[body["account"]] = _cents(body["balance"])
+            opening[participant.account] = participant.opening_balance(settings)
+        sagas = read_sagas(args.orchestrator)
+    except OSError as exc:
+        print(f"saga_streams audit: cannot read the API: {exc}", file=sys.stderr)
+        return 2
+    report = audit(sagas, balances, opening, stuck_after)
+    print(report.render())
+    return 0 if report.ok else 1

@@ -1,0 +1,147 @@
+"""A whole system on one machine: its own broker and one worker process per role.
+
+Used by the end-to-end tests and by ``python -m saga_streams chaos``. Each cluster has its
+own broker, ports and data folders, so several never see each other's topics, consumer
+offsets or tables.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from saga_streams.audit import AuditReport, audit, read_sagas
+from saga_streams.config import load_settings
+from saga_streams.local.kafka import LocalKafka, free_ports
+from saga_streams.local.workers import WorkerProcess, http_json
+from saga_streams.roles import PARTICIPANTS, ROLES
+from saga_streams.saga.state import TERMINAL
+
+__all__ = ["LocalCluster"]
+
+
+def cents(amount: float) -> int:
+    return round(amount * 100)
+
+
+class LocalCluster:
+    def __init__(self, root: Path, env: Mapping[str, str] | None = None) -> None:
+        self.root = root
+        self.env = dict(env or {})
+        kafka_port, controller_port, *web_ports = free_ports(2 + len(ROLES))
+        self.kafka = LocalKafka(root / "kafka", port=kafka_port, controller_port=controller_port)
+        self.ports = dict(zip(ROLES, web_ports, strict=True))
+        self.workers: dict[str, WorkerProcess] = {}
+
+    # -- processes ----------------------------------------------------------------------
+    def worker_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        return {
+            "KAFKA_BROKER": f"kafka://{self.kafka.bootstrap}",
+            "DATA_DIR": str(self.root / "data"),
+            **self.env,
+            **(extra or {}),
+        }
+
+    def start(self, roles: Iterable[str] = tuple(ROLES)) -> None:
+        if not self.kafka.is_running():
+            self.kafka.start()
+        started = [self.start_worker(role) for role in roles]
+        for worker in started:
+            worker.wait_ready()
+
+    def start_worker(
+        self,
+        role: str,
+        extra_env: Mapping[str, str] | None = None,
+        command: list[str] | None = None,
+    ) -> WorkerProcess:
+        worker = WorkerProcess(
+            role,
+            self.ports[role],
+            self.worker_env(extra_env),
+            log_path=self.root / "logs" / f"{role}.log",
+            command=command,
+        )
+        worker.start()
+        self.workers[role] = worker
+        return worker
+
+    def restart(self, role: str, kill: bool = False) -> None:
+        worker = self.workers[role]
+        worker.resume()
+        if kill:
+            worker.kill()
+        else:
+            worker.stop()
+        self.start_worker(role).wait_ready()
+
+    def close(self) -> None:
+        for worker in self.workers.values():
+            worker.resume()
+            worker.stop()
+        self.kafka.stop()
+
+    def log(self, role: str) -> str:
+        return self.workers[role].log_text()
+
+    # -- HTTP ---------------------------------------------------------------------------
+    def url(self, role: str, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.ports[role]}{path}"
+
+    def transfer(self, amount: Any, timeout: float = 10.0) -> tuple[int, Any]:
+        return http_json("POST", self.url("orchestrator", "/transfer"), {"amount": amount}, timeout)
+
+    def saga(self, saga_id: str) -> dict[str, Any]:
+        status, body = http_json("GET", self.url("orchestrator", f"/sagas/{saga_id}"))
+        assert status == 200, body
+        return dict(body)
+
+    def all_sagas(self) -> list[dict[str, Any]]:
+        """Every saga, following ``next`` links page by page."""
+        return read_sagas(self.url("orchestrator"))
+
+    def balance_cents(self, role: str) -> int:
+        status, body = http_json("GET", self.url(role, "/balance"))
+        assert status == 200, body
+        return cents(body["balance"])
+
+    def wait_terminal(
+        self, saga_ids: Iterable[str], timeout: float = 90.0
+    ) -> dict[str, dict[str, Any]]:
+        """Wait until every saga has a terminal status (invariant 4); return them by id."""
+        pending = set(saga_ids)
+        found: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            try:
+                listed = self.all_sagas()
+            except OSError:  # the orchestrator is restarting
+                listed = []
+            for saga in listed:
+                if saga["saga_id"] in pending and saga["status"] in TERMINAL:
+                    found[saga["saga_id"]] = saga
+                    pending.discard(saga["saga_id"])
+            if pending:
+                time.sleep(0.3)
+        if pending:
+            raise AssertionError(
+                f"{len(pending)} sagas not terminal after {timeout}s: {sorted(pending)[:5]}"
+            )
+        return found
+
+    def audit(self, stuck_after_s: float = 3600.0) -> AuditReport:
+        """The invariants, checked as ``python -m saga_streams audit`` checks them."""
+        settings = load_settings(self.worker_env())
+        balances, opening = {}, {}
+        for name, participant in PARTICIPANTS.items():
+            balances[participant.account] = self.balance_cents(name)
+            opening[participant.account] = participant.opening_balance(settings)
+        return audit(self.all_sagas(), balances, opening, stuck_after_s)
+
+    def assert_invariants(self) -> AuditReport:
+        report = self.audit()
+        assert report.ok, report.render()
+        assert report.in_flight == 0, report.render()
+        return report
