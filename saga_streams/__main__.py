@@ -9,7 +9,7 @@ from saga_streams.roles import ROLES
 
 USAGE = """\
 python -m saga_streams worker ROLE [--web-port N] [faust worker options...]
-python -m saga_streams run     # local Kafka + the three workers, Ctrl-C stops all
+python -m saga_streams run     # local Kafka + one worker per role, Ctrl-C stops all
 python -m saga_streams kafka   # the local Kafka broker alone, in the foreground
 python -m saga_streams audit   # check the invariants through the HTTP API (exit 1 if broken)
 python -m saga_streams chaos   # kill, pause and restart processes under load; check after

@@ -18,8 +18,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from saga_streams.config import ConfigError, Settings, load_settings
-from saga_streams.roles import PARTICIPANTS, Role
-from saga_streams.saga.workflow import WORKFLOWS
+from saga_streams.roles import PARTICIPANTS, Role, check_workflows
+from saga_streams.saga.workflow import WORKFLOWS, WorkflowError
 
 __all__ = [
     "REPLY_TOPIC",
@@ -162,6 +162,10 @@ def settings_or_exit() -> Settings:
 
 
 def create_app(role: Role, settings: Settings) -> faust.App:
+    try:
+        check_workflows(WORKFLOWS, PARTICIPANTS)
+    except WorkflowError as exc:
+        raise SystemExit(f"saga_streams: {exc}") from None
     # One RocksDB folder per role and worker: RocksDB locks its files, so two workers of
     # one role need two folders. Faust formats ``{conf...}`` when the path is read, after
     # ``--web-port`` has been applied, so the port tells the workers apart.

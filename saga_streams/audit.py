@@ -71,7 +71,7 @@ def _effects(saga: Mapping[str, Any]) -> dict[str, int]:
     for step in WORKFLOWS[saga["workflow"]].steps:
         participant = PARTICIPANTS[step.participant]
         sign = -1 if participant.effects[step.action] == "debit" else 1
-        effects[step.account] = effects.get(step.account, 0) + sign * amount
+        effects[step.account] = effects.get(step.account, 0) + sign * step.amount_cents(amount)
     return effects
 
 
@@ -106,7 +106,12 @@ def audit(
                 stuck.append(saga["saga_id"])
 
     total, opening_total = sum(balances.values()), sum(opening.values())
-    in_flight_sum = sum(_cents(s["amount"]) for s in sagas if s["status"] not in TERMINAL)
+    # Money a saga in flight may have taken out and not yet put back or passed on.
+    in_flight_sum = sum(
+        -sum(delta for delta in _effects(s).values() if delta < 0)
+        for s in sagas
+        if s["status"] not in TERMINAL
+    )
     if not opening_total - in_flight_sum <= total <= opening_total:
         report.violations.append(
             f"conservation: accounts hold {format_dollars(total)}, opening total "

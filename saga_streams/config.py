@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from saga_streams.money import parse_cents
+from saga_streams.roles import PARTICIPANTS
 from saga_streams.saga.policy import RetryPolicy
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
@@ -27,11 +28,9 @@ class ConfigError(ValueError):
 class Settings:
     kafka_broker: str
     data_dir: Path
-    service_a_failure_rate: float
-    service_b_failure_rate: float
+    failure_rates: Mapping[str, float]  # participant role name -> probability of failing
     partitions: int
-    opening_balance_a_cents: int
-    opening_balance_b_cents: int
+    opening_balances: Mapping[str, int]  # account -> opening balance in cents
     retry_policy: RetryPolicy
 
 
@@ -97,11 +96,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         kafka_broker=_broker(env),
         data_dir=Path(env.get("DATA_DIR", "").strip() or ".data"),
-        service_a_failure_rate=_rate(env, "SERVICE_A_FAILURE_RATE", 0.2),
-        service_b_failure_rate=_rate(env, "SERVICE_B_FAILURE_RATE", 0.3),
+        failure_rates={
+            name: _rate(env, p.failure_rate_variable, p.default_failure_rate)
+            for name, p in PARTICIPANTS.items()
+        },
         partitions=_positive_int(env, "TOPIC_PARTITIONS", 4, maximum=256),
-        opening_balance_a_cents=_balance(env, "OPENING_BALANCE_A", 1000_00),
-        opening_balance_b_cents=_balance(env, "OPENING_BALANCE_B", 500_00),
+        opening_balances={
+            p.account: _balance(env, p.opening_balance_variable, p.default_opening_cents)
+            for p in PARTICIPANTS.values()
+        },
         retry_policy=RetryPolicy(
             step_timeout_ms=_seconds(env, "STEP_TIMEOUT", 5.0, maximum=3600),
             max_attempts=_positive_int(env, "STEP_MAX_ATTEMPTS", 3, maximum=100),

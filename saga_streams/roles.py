@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from saga_streams.accounts import ActionRule
-from saga_streams.config import Settings
 from saga_streams.messages import ACTION, COMPENSATION, CommandKind
-from saga_streams.saga.workflow import WORKFLOWS
+from saga_streams.saga.workflow import WORKFLOWS, Workflow, WorkflowError
 
-__all__ = ["ORCHESTRATOR", "PARTICIPANTS", "ROLES", "Participant", "Role"]
+if TYPE_CHECKING:
+    from saga_streams.config import Settings
+
+__all__ = ["ORCHESTRATOR", "PARTICIPANTS", "ROLES", "Participant", "Role", "check_workflows"]
 
 
 @dataclass(frozen=True)
@@ -28,16 +32,22 @@ class Participant:
     account: str
     effects: dict[str, ActionRule]  # action name -> its effect on the account
     failure_error: str  # the error an injected failure reports, in the seed's words
+    default_failure_rate: float  # SERVICE_<X>_FAILURE_RATE when unset
+    default_opening_cents: int  # OPENING_BALANCE_<ACCOUNT> when unset
+
+    @property
+    def failure_rate_variable(self) -> str:
+        return f"{self.role.name.upper().replace('-', '_')}_FAILURE_RATE"
+
+    @property
+    def opening_balance_variable(self) -> str:
+        return f"OPENING_BALANCE_{self.account}"
 
     def opening_balance(self, settings: Settings) -> int:
-        return {"A": settings.opening_balance_a_cents, "B": settings.opening_balance_b_cents}[
-            self.account
-        ]
+        return settings.opening_balances[self.account]
 
     def failure_rate(self, settings: Settings) -> float:
-        return {"A": settings.service_a_failure_rate, "B": settings.service_b_failure_rate}[
-            self.account
-        ]
+        return settings.failure_rates[self.role.name]
 
     def topics(self) -> dict[str, tuple[CommandKind, ActionRule]]:
         """Every command topic this participant consumes: which kind of command arrives
@@ -59,15 +69,55 @@ SERVICE_A = Participant(
     account="A",
     effects={"deduct": "debit"},
     failure_error="Account verification failed",
+    default_failure_rate=0.2,
+    default_opening_cents=1000_00,
 )
 SERVICE_B = Participant(
     role=Role("service-b", "saga-service-b", 8002, "saga_streams.agents.service_b"),
     account="B",
     effects={"add": "credit"},
     failure_error="Account verification failed",
+    default_failure_rate=0.3,
+    default_opening_cents=500_00,
 )
-PARTICIPANTS: dict[str, Participant] = {p.role.name: p for p in (SERVICE_A, SERVICE_B)}
+#: The fee account: collects the fee of a transfer-with-fee as its third step.
+SERVICE_C = Participant(
+    role=Role("service-c", "saga-service-c", 8003, "saga_streams.agents.service_c"),
+    account="C",
+    effects={"collect": "credit"},
+    failure_error="Fee ledger unavailable",
+    default_failure_rate=0.1,
+    default_opening_cents=0,
+)
+PARTICIPANTS: dict[str, Participant] = {p.role.name: p for p in (SERVICE_A, SERVICE_B, SERVICE_C)}
 ROLES: dict[str, Role] = {
     ORCHESTRATOR.name: ORCHESTRATOR,
     **{name: participant.role for name, participant in PARTICIPANTS.items()},
 }
+
+
+def check_workflows(
+    workflows: Mapping[str, Workflow], participants: Mapping[str, Participant]
+) -> None:
+    """Every step names a known participant, its account, and an action it can do.
+
+    Called when an app starts, so a mistake in a declaration stops the worker with one
+    clear line instead of surfacing at the first message.
+    """
+    for workflow in workflows.values():
+        for number, step in enumerate(workflow.steps, start=1):
+            where = f"workflow {workflow.name!r}, step {number}"
+            participant = participants.get(step.participant)
+            if participant is None:
+                known = ", ".join(participants)
+                raise WorkflowError(f"{where}: unknown participant {step.participant!r} ({known})")
+            if step.account != participant.account:
+                raise WorkflowError(
+                    f"{where}: {step.participant} owns account {participant.account}, "
+                    f"not {step.account}"
+                )
+            if step.action not in participant.effects:
+                raise WorkflowError(
+                    f"{where}: {step.participant} cannot {step.action!r} "
+                    f"(it can: {', '.join(participant.effects)})"
+                )

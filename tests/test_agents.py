@@ -38,6 +38,7 @@ from saga_streams.messages import (
 )
 from saga_streams.saga.state import Saga
 from saga_streams.saga.workflow import TRANSFER
+from saga_streams.tables.durable import DurableTable
 
 #: Long enough for any in-memory step; a stuck agent fails the test instead of hanging it.
 STEP_TIMEOUT = 5.0
@@ -177,7 +178,13 @@ def outbox(monkeypatch: pytest.MonkeyPatch) -> Outbox:
         acked.set_result(None)  # as if Kafka had acknowledged it already
         return acked
 
+    async def changelog_acknowledged(table: DurableTable) -> None:
+        # Table writes go to an in-memory store here and no changelog is produced:
+        # there is no Kafka acknowledgement to wait for.
+        table._unacked = []
+
     monkeypatch.setattr(Topic, "send", send)
+    monkeypatch.setattr(DurableTable, "written", changelog_acknowledged)
     return box
 
 
@@ -582,6 +589,7 @@ def test_saga_detail_and_unknown_saga(orchestrator_http: Http, sagas: AgentDrive
                 "compensation": "refund",
                 "outcome": "PENDING",
                 "error": None,
+                "amount": 20.5,
                 "attempts": 1,
                 "compensation_attempts": 0,
             },
@@ -592,6 +600,7 @@ def test_saga_detail_and_unknown_saga(orchestrator_http: Http, sagas: AgentDrive
                 "compensation": "remove",
                 "outcome": "NOT_STARTED",
                 "error": None,
+                "amount": 20.5,
                 "attempts": 0,
                 "compensation_attempts": 0,
             },

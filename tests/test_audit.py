@@ -11,7 +11,7 @@ import pytest
 
 from saga_streams.audit import audit, main
 
-OPENING = {"A": 1000_00, "B": 500_00}
+OPENING = {"A": 1000_00, "B": 500_00, "C": 0}
 NOW = 1_800_000_000.0  # 2027: long after CREATED
 CREATED = "2026-01-15T08:00:00.000Z"
 
@@ -28,7 +28,7 @@ def saga(saga_id: str, status: str, amount: float, created: str = CREATED) -> di
 
 def test_consistent_books_pass() -> None:
     sagas = [saga("s1", "COMPLETED", 100), saga("s2", "ROLLED_BACK", 5), saga("s3", "FAILED", 7)]
-    report = audit(sagas, {"A": 900_00, "B": 600_00}, OPENING, stuck_after_s=60, now_s=NOW)
+    report = audit(sagas, {"A": 900_00, "B": 600_00, "C": 0}, OPENING, stuck_after_s=60, now_s=NOW)
     assert report.ok, report.render()
     assert report.statuses == {"COMPLETED": 1, "ROLLED_BACK": 1, "FAILED": 1}
     assert "every invariant holds" in report.render()
@@ -36,24 +36,24 @@ def test_consistent_books_pass() -> None:
 
 def test_money_created_or_lost_is_reported() -> None:
     sagas = [saga("s1", "COMPLETED", 100)]
-    created = audit(sagas, {"A": 900_00, "B": 700_00}, OPENING, 60, NOW)
+    created = audit(sagas, {"A": 900_00, "B": 700_00, "C": 0}, OPENING, 60, NOW)
     assert any(v.startswith("conservation") for v in created.violations)
-    lost = audit(sagas, {"A": 1000_00, "B": 500_00}, OPENING, 60, NOW)
+    lost = audit(sagas, {"A": 1000_00, "B": 500_00, "C": 0}, OPENING, 60, NOW)
     assert any(v.startswith("outcome consistency: account A") for v in lost.violations)
 
 
 def test_in_flight_sagas_allow_their_amount_and_old_ones_are_stuck() -> None:
     epoch = 1_768_464_000.0  # 2026-01-15T08:00:00Z
     sagas = [saga("s1", "STARTED", 10), saga("s2", "COMPENSATING", 5)]
-    halfway = audit(sagas, {"A": 990_00, "B": 500_00}, OPENING, 60, epoch + 30)
+    halfway = audit(sagas, {"A": 990_00, "B": 500_00, "C": 0}, OPENING, 60, epoch + 30)
     assert halfway.ok and halfway.in_flight == 2, halfway.render()
-    stuck = audit(sagas, {"A": 990_00, "B": 500_00}, OPENING, 60, epoch + 3600)
+    stuck = audit(sagas, {"A": 990_00, "B": 500_00, "C": 0}, OPENING, 60, epoch + 3600)
     assert [v.split(":")[0] for v in stuck.violations] == ["termination"]
     assert "2 saga(s)" in stuck.violations[0]
 
 
 def test_negative_balance_is_reported() -> None:
-    report = audit([], {"A": -1, "B": 1500_01}, OPENING, 60, NOW)
+    report = audit([], {"A": -1, "B": 1500_01, "C": 0}, OPENING, 60, NOW)
     assert any(v.startswith("negative balance: account A") for v in report.violations)
 
 
@@ -63,6 +63,7 @@ class _Api(http.server.BaseHTTPRequestHandler):
     pages: ClassVar[dict[str, Any]] = {
         "/balance?a": {"account": "A", "balance": 895},
         "/balance?b": {"account": "B", "balance": 600},
+        "/balance?c": {"account": "C", "balance": 0},
         "/sagas?limit=1000": {
             "sagas": [saga("s1", "COMPLETED", 100)],
             "count": 1,
@@ -89,18 +90,20 @@ port_names: dict[int, str] = {}
 def test_audit_command_prints_the_report_and_exits_1_on_a_violation(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Api) for _ in range(3)]
-    for name, server in zip(("o", "a", "b"), servers, strict=True):
+    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Api) for _ in range(4)]
+    for name, server in zip(("o", "a", "b", "c"), servers, strict=True):
         port_names[server.server_address[1]] = name
         threading.Thread(target=server.serve_forever, daemon=True).start()
     urls = [f"http://127.0.0.1:{s.server_address[1]}" for s in servers]
     try:
-        code = main(["--orchestrator", urls[0], "--service-a", urls[1], "--service-b", urls[2]])
+        roles = ("--orchestrator", "--service-a", "--service-b", "--service-c")
+        code = main([arg for pair in zip(roles, urls, strict=True) for arg in pair])
     finally:
         for server in servers:
             server.shutdown()
-    out = capsys.readouterr().out
-    assert code == 1, out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert code == 1, out + captured.err
     assert "conservation" in out and "outcome consistency: account A holds $895" in out
 
 

@@ -30,7 +30,8 @@ def test_unknown_role_is_one_line_and_exit_2() -> None:
     result = run(sys.executable, "-m", "saga_streams", "worker", "service-z")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "saga_streams: unknown role 'service-z'; use one of orchestrator, service-a, service-b"
+        "saga_streams: unknown role 'service-z'; "
+        "use one of orchestrator, service-a, service-b, service-c"
     ]
 
 
@@ -73,19 +74,21 @@ def test_docker_compose_file_is_valid_and_keeps_the_contract() -> None:
     )
     assert check.returncode == 0, check.stderr
     services = json.loads(check.stdout)["services"]
-    assert set(services) == {"kafka", "orchestrator", "service-a", "service-b"}
+    assert set(services) == {"kafka", "orchestrator", "service-a", "service-b", "service-c"}
     ports = {name: [p["published"] for p in svc.get("ports", [])] for name, svc in services.items()}
     assert ports == {
         "kafka": ["9092"],
         "orchestrator": ["8000"],
         "service-a": ["8001"],
         "service-b": ["8002"],
+        "service-c": ["8003"],
     }
-    for role in ("orchestrator", "service-a", "service-b"):
+    for role in ("orchestrator", "service-a", "service-b", "service-c"):
         service = services[role]
         assert service["command"][:2] == ["worker", role]
         assert service["build"]["context"] == str(ROOT)
         env = service["environment"]
         assert env["KAFKA_BROKER"] == "kafka://kafka:19092"
-        assert {"DATA_DIR", "SERVICE_A_FAILURE_RATE", "SERVICE_B_FAILURE_RATE"} <= set(env)
+        rates = {"SERVICE_A_FAILURE_RATE", "SERVICE_B_FAILURE_RATE", "SERVICE_C_FAILURE_RATE"}
+        assert {"DATA_DIR", *rates} <= set(env)
     assert services["kafka"]["image"].startswith("apache/kafka:3.9")

@@ -201,6 +201,6 @@ def test_kcat_reads_json_from_every_seed_topic(stack: Stack, first_saga: str) ->
 
 
 def test_health_says_ready_on_every_role(stack: Stack) -> None:
-    for role in stack.ports:
+    for role in stack.workers:
         status, body = http_json("GET", stack.url(role, "/health"))
         assert status == 200 and body["ready"] is True and body["role"] == role

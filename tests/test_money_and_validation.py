@@ -8,7 +8,12 @@ import pytest
 
 from saga_streams.config import ConfigError, load_settings
 from saga_streams.money import MAX_AMOUNT_CENTS, dollars, format_dollars, parse_cents
-from saga_streams.web.validation import BadRequest, parse_saga_query, parse_transfer
+from saga_streams.web.validation import (
+    BadRequest,
+    TransferInput,
+    parse_saga_query,
+    parse_transfer,
+)
 
 JSON = "application/json"
 
@@ -64,7 +69,10 @@ def test_dollars_and_format() -> None:
 
 
 def test_transfer_accepts_the_seed_body() -> None:
-    assert parse_transfer(JSON, b'{"amount": 100}').amount_cents == 100_00
+    assert parse_transfer(JSON, b'{"amount": 100}') == TransferInput(100_00, "transfer")
+    assert parse_transfer(JSON, b'{"amount": 1, "workflow": "transfer-with-fee"}').workflow == (
+        "transfer-with-fee"
+    )
     assert parse_transfer(JSON, b'{"amount": 0.1}').amount_cents == 10
 
 
@@ -88,6 +96,8 @@ def test_transfer_accepts_the_seed_body() -> None:
         (JSON, b"[100]", "JSON object"),
         (JSON, b'{"amount": 1, "amount": 2}', "twice"),
         (JSON, b'{"amount": 1, "to": "C"}', "unknown field"),
+        (JSON, b'{"amount": 1, "workflow": "teleport"}', "unknown workflow"),
+        (JSON, b'{"amount": 1, "workflow": 3}', "unknown workflow"),
         ("text/plain", b'{"amount": 100}', "Content-Type"),
         ("", b'{"amount": 100}', "Content-Type"),
     ],
@@ -117,12 +127,12 @@ def test_saga_query() -> None:
 def test_settings_defaults_and_rejections() -> None:
     settings = load_settings({})
     assert settings.kafka_broker == "kafka://127.0.0.1:9092"
-    assert (settings.service_a_failure_rate, settings.service_b_failure_rate) == (0.2, 0.3)
-    assert (settings.opening_balance_a_cents, settings.opening_balance_b_cents) == (1000_00, 500_00)
+    assert settings.failure_rates == {"service-a": 0.2, "service-b": 0.3, "service-c": 0.1}
+    assert settings.opening_balances == {"A": 1000_00, "B": 500_00, "C": 0}
     assert (
         load_settings({"KAFKA_BROKER": "127.0.0.1:9999"}).kafka_broker == "kafka://127.0.0.1:9999"
     )
-    assert load_settings({"SERVICE_B_FAILURE_RATE": "0"}).service_b_failure_rate == 0.0
+    assert load_settings({"SERVICE_B_FAILURE_RATE": "0"}).failure_rates["service-b"] == 0.0
     for env in (
         {"SERVICE_A_FAILURE_RATE": "1.5"},
         {"SERVICE_A_FAILURE_RATE": "nan"},

@@ -76,7 +76,9 @@ async def run_sagas(stream: faust.StreamT[bytes]) -> None:
         saga = sagas.get(message.saga_id)
         decision = decide(saga, message, now=now_ms(), policy=settings.retry_policy)
         if decision.saga is not None and decision.saga != saga:
-            sagas.put(decision.saga)
+            # Durable before anything is sent: a command never outlives the state that
+            # explains it.
+            await sagas.save(decision.saga)
             deadlines.track(decision.saga)
         for topic_name, command in decision.commands:
             # Keyed by account: one account's commands stay in order on one partition.

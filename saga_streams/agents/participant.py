@@ -92,7 +92,8 @@ def create_participant_app(participant: Participant) -> faust.App:
                 injected = participant.failure_error if fails else None
                 result = execute(account, command, effect, injected)
                 if result.recorded:
-                    accounts.put(account)
+                    # The reply goes out only once the money movement is durable.
+                    await accounts.save(account)
                 reply_error, status = result.error, result.status
                 uncertain = result.what == "expired"
                 log.info(describe(command, result))

@@ -149,8 +149,12 @@ class _Run:
                 with self.lock:
                     if len(self.result.accepted) >= self.plan.transfers:
                         return
+                # Both workflows side by side: a third of the transfers pay a fee.
+                workflow = "transfer-with-fee" if rng.random() < 0.33 else "transfer"
                 try:
-                    status, body = self.cluster.transfer(self.amount(rng), timeout=5.0)
+                    status, body = self.cluster.transfer(
+                        self.amount(rng), timeout=5.0, workflow=workflow
+                    )
                 except OSError:
                     status, body = 0, None
                 with self.lock:

@@ -90,8 +90,11 @@ class LocalCluster:
     def url(self, role: str, path: str = "") -> str:
         return f"http://127.0.0.1:{self.ports[role]}{path}"
 
-    def transfer(self, amount: Any, timeout: float = 10.0) -> tuple[int, Any]:
-        return http_json("POST", self.url("orchestrator", "/transfer"), {"amount": amount}, timeout)
+    def transfer(
+        self, amount: Any, timeout: float = 10.0, workflow: str | None = None
+    ) -> tuple[int, Any]:
+        body = {"amount": amount} if workflow is None else {"amount": amount, "workflow": workflow}
+        return http_json("POST", self.url("orchestrator", "/transfer"), body, timeout)
 
     def saga(self, saga_id: str) -> dict[str, Any]:
         status, body = http_json("GET", self.url("orchestrator", f"/sagas/{saga_id}"))

@@ -1,4 +1,4 @@
-"""``python -m saga_streams run`` (``make run``): Kafka and the three workers, in the foreground.
+"""``python -m saga_streams run`` (``make run``): Kafka and one worker per role, in the foreground.
 
 Starts a local broker (unless ``KAFKA_BROKER`` names another one), then one worker per
 role, streams their output with a role prefix, and on Ctrl-C or SIGTERM stops the workers

@@ -113,7 +113,7 @@ def _command(ctx: _Context, saga: Saga, number: int, kind: CommandKind) -> tuple
         kind=kind,
         action=name,
         account=step.account,
-        amount_cents=saga.amount_cents,
+        amount_cents=step.amount_cents(saga.amount_cents),
         issued_at=state.issued_at,
         attempt=attempt,
         undoes=undoes,

@@ -23,7 +23,7 @@ from saga_streams.saga.events import (
     StepSucceeded,
     StepTimedOut,
 )
-from saga_streams.saga.workflow import WORKFLOWS
+from saga_streams.saga.workflow import DEFAULT_WORKFLOW, WORKFLOWS
 
 __all__ = ["render"]
 
@@ -44,15 +44,25 @@ def render(event: SagaEvent) -> str:
     tag = f"[saga {event.saga_id}]"
     match event:
         case SagaStarted():
-            steps = WORKFLOWS[event.workflow].steps
-            first, last = steps[0], steps[-1]
-            return _banner(
+            workflow = WORKFLOWS[event.workflow]
+            first, *rest = workflow.steps
+            lines = [
                 f"🚀 STARTING SAGA: {event.saga_id}",
                 f"   Transfer: {format_dollars(event.amount_cents)}",
                 f"   From: {_party(first.participant, first.account)}",
-                f"   To: {_party(last.participant, last.account)}",
-                f"   Steps: {event.total_steps}",
-            )
+            ]
+            for index, step in enumerate(rest):
+                party = _party(step.participant, step.account)
+                if index == 0:
+                    lines.append(f"   To: {party}")
+                elif step.amount == "fee":
+                    fee = format_dollars(step.amount_cents(event.amount_cents))
+                    lines.append(f"   Fee: {fee} to {party}")
+                else:
+                    lines.append(f"   Then: {step.label} on {party}")
+            if workflow.name != DEFAULT_WORKFLOW:
+                lines.append(f"   Workflow: {workflow.name}")
+            return _banner(*lines, f"   Steps: {event.total_steps}")
         case StepDispatched(resent=False):
             participant = event.label.split(".")[0]
             return (

@@ -1,14 +1,53 @@
 """Workflows are data: an ordered list of steps, each an action and its compensation.
 
-The orchestrator knows nothing of money; it walks a workflow. Adding a step means adding a
-``Step`` here (and a participant that listens on its topics), not new code paths.
+A saga is declared top to bottom, the way it runs, in the spirit of Eventuate Tram's
+``step().invokeParticipant(...).withCompensation(...)``::
+
+    TRANSFER = (
+        saga("transfer", "Take the amount from account A, give it to account B")
+        .step("service-a", account="A")
+        .invoke("deduct", topic="service-a-deduct")
+        .with_compensation("refund", topic="service-a-refund")
+        .step("service-b", account="B")
+        .invoke("add", topic="service-b-add")
+        .with_compensation("remove", topic="service-b-remove")
+        .build()
+    )
+
+The orchestrator knows nothing of money; its engine walks any such declaration. Adding a
+step means adding a ``.step(...)`` here (and a participant that listens on its topics),
+not new code paths.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
-__all__ = ["DEFAULT_WORKFLOW", "TRANSFER", "WORKFLOWS", "Step", "Workflow"]
+__all__ = [
+    "DEFAULT_WORKFLOW",
+    "TRANSFER",
+    "TRANSFER_WITH_FEE",
+    "WORKFLOWS",
+    "AmountRule",
+    "Step",
+    "Workflow",
+    "WorkflowError",
+    "fee_cents",
+    "saga",
+]
+
+#: Which part of the saga's amount a step moves: the amount itself, the fee, or both.
+AmountRule = Literal["amount", "fee", "amount+fee"]
+
+
+class WorkflowError(ValueError):
+    """A workflow declaration that cannot run; raised when the app starts."""
+
+
+def fee_cents(amount_cents: int) -> int:
+    """The transfer fee: 1% of the amount, rounded up to the cent, at least one cent."""
+    return max(1, -(-amount_cents // 100))
 
 
 @dataclass(frozen=True)
@@ -21,27 +60,40 @@ class Step:
     action_topic: str  # "service-a-deduct"
     compensation: str | None = None  # "refund"; None when there is nothing to undo
     compensation_topic: str | None = None
+    amount: AmountRule = "amount"
 
     @property
     def label(self) -> str:
         """The seed's name for a step in logs: ``service-a.deduct``."""
         return f"{self.participant}.{self.action}"
 
+    def amount_cents(self, saga_amount_cents: int) -> int:
+        fee = fee_cents(saga_amount_cents)
+        return {"amount": saga_amount_cents, "fee": fee, "amount+fee": saga_amount_cents + fee}[
+            self.amount
+        ]
+
 
 @dataclass(frozen=True)
 class Workflow:
     name: str
     steps: tuple[Step, ...]
+    description: str = ""
 
     def __post_init__(self) -> None:
         if not self.steps:
-            raise ValueError(f"workflow {self.name!r} has no steps")
-        for step in self.steps:
+            raise WorkflowError(f"workflow {self.name!r} has no steps")
+        seen: set[str] = set()
+        for number, step in enumerate(self.steps, start=1):
+            where = f"workflow {self.name!r}, step {number} ({step.participant})"
+            if not step.action or not step.action_topic:
+                raise WorkflowError(f"{where} has no action")
             if (step.compensation is None) != (step.compensation_topic is None):
-                raise ValueError(
-                    f"workflow {self.name!r}: step {step.label} names a compensation "
-                    "without its topic, or a topic without its compensation"
-                )
+                raise WorkflowError(f"{where}: a compensation needs both a name and a topic")
+            for topic in filter(None, (step.action_topic, step.compensation_topic)):
+                if topic in seen:
+                    raise WorkflowError(f"{where}: topic {topic!r} is used twice")
+                seen.add(topic)
 
     def step(self, number: int) -> Step:
         """Steps are numbered from 1, as the seed's logs count them."""
@@ -57,28 +109,110 @@ class Workflow:
         return tuple(names)
 
 
-#: The seed's money transfer: take from Account A, then give to Account B.
-TRANSFER = Workflow(
-    name="transfer",
-    steps=(
-        Step(
-            participant="service-a",
-            account="A",
-            action="deduct",
-            action_topic="service-a-deduct",
-            compensation="refund",
-            compensation_topic="service-a-refund",
-        ),
-        Step(
-            participant="service-b",
-            account="B",
-            action="add",
-            action_topic="service-b-add",
-            compensation="remove",
-            compensation_topic="service-b-remove",
-        ),
-    ),
+# -- the declaration API ------------------------------------------------------------------
+
+
+@dataclass
+class _StepDraft:
+    participant: str
+    account: str
+    action: str = ""
+    action_topic: str = ""
+    amount: AmountRule = "amount"
+    compensation: str | None = None
+    compensation_topic: str | None = None
+
+
+@dataclass
+class SagaBuilder:
+    """Collects steps in order; ``build()`` checks the whole and returns a ``Workflow``."""
+
+    name: str
+    description: str = ""
+    _steps: list[_StepDraft] = field(default_factory=list)
+
+    def step(self, participant: str, *, account: str) -> SagaBuilder:
+        """Start the next step: ``participant`` executes it on ``account``."""
+        self._steps.append(_StepDraft(participant, account))
+        return self
+
+    def invoke(self, action: str, *, topic: str, amount: AmountRule = "amount") -> SagaBuilder:
+        """What the current step does, on which topic, with which part of the amount."""
+        draft = self._current("invoke")
+        if draft.action:
+            raise WorkflowError(f"{self._where()} invokes twice")
+        draft.action, draft.action_topic, draft.amount = action, topic, amount
+        return self
+
+    def with_compensation(self, action: str, *, topic: str) -> SagaBuilder:
+        """How to undo the current step if a later one fails."""
+        draft = self._current("with_compensation")
+        draft.compensation, draft.compensation_topic = action, topic
+        return self
+
+    def build(self) -> Workflow:
+        steps = []
+        for number, draft in enumerate(self._steps, start=1):
+            if not draft.action:
+                raise WorkflowError(
+                    f"workflow {self.name!r}, step {number} ({draft.participant}) has no action"
+                )
+            steps.append(
+                Step(
+                    participant=draft.participant,
+                    account=draft.account,
+                    action=draft.action,
+                    action_topic=draft.action_topic,
+                    compensation=draft.compensation,
+                    compensation_topic=draft.compensation_topic,
+                    amount=draft.amount,
+                )
+            )
+        return Workflow(self.name, tuple(steps), self.description)
+
+    def _current(self, verb: str) -> _StepDraft:
+        if not self._steps:
+            raise WorkflowError(f"workflow {self.name!r}: {verb}() before any step()")
+        return self._steps[-1]
+
+    def _where(self) -> str:
+        return f"workflow {self.name!r}, step {len(self._steps)} ({self._steps[-1].participant})"
+
+
+def saga(name: str, description: str = "") -> SagaBuilder:
+    """Begin declaring a workflow."""
+    return SagaBuilder(name, description)
+
+
+# -- the workflows this system runs ---------------------------------------------------------
+
+#: The seed's money transfer: take from Account A, then give to Account B. The default.
+TRANSFER = (
+    saga("transfer", "Take the amount from account A, then give it to account B")
+    .step("service-a", account="A")
+    .invoke("deduct", topic="service-a-deduct")
+    .with_compensation("refund", topic="service-a-refund")
+    .step("service-b", account="B")
+    .invoke("add", topic="service-b-add")
+    .with_compensation("remove", topic="service-b-remove")
+    .build()
 )
 
-WORKFLOWS: dict[str, Workflow] = {TRANSFER.name: TRANSFER}
+#: The same transfer with a 1% fee (at least a cent): A pays amount + fee, B receives the
+#: amount, and the fee account C collects the fee as the third and last step.
+TRANSFER_WITH_FEE = (
+    saga("transfer-with-fee", "Transfer from A to B; A also pays a 1% fee into account C")
+    .step("service-a", account="A")
+    .invoke("deduct", topic="service-a-deduct", amount="amount+fee")
+    .with_compensation("refund", topic="service-a-refund")
+    .step("service-b", account="B")
+    .invoke("add", topic="service-b-add")
+    .with_compensation("remove", topic="service-b-remove")
+    .step("service-c", account="C")
+    .invoke("collect", topic="service-c-collect", amount="fee")
+    .with_compensation("return", topic="service-c-return")
+    .build()
+)
+
+WORKFLOWS: dict[str, Workflow] = {w.name: w for w in (TRANSFER, TRANSFER_WITH_FEE)}
 DEFAULT_WORKFLOW = TRANSFER.name

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import faust
-from faust.types import TableT
 
 from saga_streams.accounts import Account
+from saga_streams.tables.durable import durable_table
 
 __all__ = ["AccountStore"]
 
@@ -15,10 +13,10 @@ __all__ = ["AccountStore"]
 class AccountStore:
     def __init__(self, app: faust.App, partitions: int, opening_balances: dict[str, int]) -> None:
         self.opening_balances = opening_balances
-        self.table: TableT[str, Any] = app.Table(
+        self.table = durable_table(
+            app,
             "accounts",
-            partitions=partitions,
-            key_type=str,
+            partitions,
             help="Account id to balance and the ledger of applied commands",
         )
 
@@ -32,6 +30,7 @@ class AccountStore:
             return Account(account_id, self.opening_balances[account_id])
         return Account.from_dict(data)
 
-    def put(self, account: Account) -> None:
-        """Only from inside the participant agent (see SagaStore.put)."""
+    async def save(self, account: Account) -> None:
+        """Store the account and wait for its changelog write (see SagaStore.save)."""
         self.table[account.account_id] = account.to_dict()
+        await self.table.written()

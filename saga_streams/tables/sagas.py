@@ -6,12 +6,11 @@ Its changelog is ``saga-orchestrator-sagas-changelog``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import faust
-from faust.types import TableT
 
 from saga_streams.saga.state import Saga
+from saga_streams.tables.durable import durable_table
 
 __all__ = ["SagaStore"]
 
@@ -20,21 +19,20 @@ class SagaStore:
     """Typed access to the saga table; values are stored as plain JSON dicts."""
 
     def __init__(self, app: faust.App, partitions: int) -> None:
-        self.table: TableT[str, Any] = app.Table(
-            "sagas",
-            partitions=partitions,
-            key_type=str,
-            help="Saga id to saga state",
-        )
+        self.table = durable_table(app, "sagas", partitions, help="Saga id to saga state")
 
     def get(self, saga_id: str) -> Saga | None:
         data = self.table.get(saga_id)
         return None if data is None else Saga.from_dict(data)
 
-    def put(self, saga: Saga) -> None:
-        """Only from inside the orchestrator agent: Faust writes the changelog partition
-        of the event being processed."""
+    async def save(self, saga: Saga) -> None:
+        """Store the saga and wait until its changelog write is acknowledged.
+
+        Only from inside the orchestrator agent: Faust writes the changelog partition of
+        the event being processed. See tables/durable.py for why it waits.
+        """
         self.table[saga.saga_id] = saga.to_dict()
+        await self.table.written()
 
     def all(self) -> Iterator[Saga]:
         """Every saga this worker holds (all of them while one worker runs the role)."""

@@ -14,11 +14,11 @@ from saga_streams.messages import TransferRequested, encode
 from saga_streams.money import dollars
 from saga_streams.saga.policy import RetryPolicy
 from saga_streams.saga.state import Saga, iso_ms
-from saga_streams.saga.workflow import DEFAULT_WORKFLOW, WORKFLOWS
+from saga_streams.saga.workflow import DEFAULT_WORKFLOW, WORKFLOWS, Workflow
 from saga_streams.tables.sagas import SagaStore
 from saga_streams.web.validation import BadRequest, parse_saga_query, parse_transfer
 
-__all__ = ["register_saga_views", "saga_json"]
+__all__ = ["register_saga_views", "saga_json", "workflow_json"]
 
 
 def _now_ms() -> int:
@@ -39,6 +39,7 @@ def saga_json(saga: Saga, policy: RetryPolicy | None = None) -> dict[str, Any]:
             "error": state.error,
         }
         if policy is not None:
+            shown["amount"] = dollars(step.amount_cents(saga.amount_cents))
             shown["attempts"] = state.attempts
             shown["compensation_attempts"] = state.compensation_attempts
         steps.append(shown)
@@ -61,6 +62,27 @@ def saga_json(saga: Saga, policy: RetryPolicy | None = None) -> dict[str, Any]:
     return body
 
 
+def workflow_json(workflow: Workflow) -> dict[str, Any]:
+    return {
+        "name": workflow.name,
+        "default": workflow.name == DEFAULT_WORKFLOW,
+        "description": workflow.description,
+        "steps": [
+            {
+                "step": number,
+                "participant": step.participant,
+                "account": step.account,
+                "action": step.action,
+                "action_topic": step.action_topic,
+                "compensation": step.compensation,
+                "compensation_topic": step.compensation_topic,
+                "amount": step.amount,
+            }
+            for number, step in enumerate(workflow.steps, start=1)
+        ],
+    }
+
+
 def register_saga_views(
     app: faust.App, sagas: SagaStore, requests: faust.TopicT, policy: RetryPolicy
 ) -> None:
@@ -78,7 +100,7 @@ def register_saga_views(
             saga_id = uuid.uuid4().hex[:16]
             message = TransferRequested(
                 saga_id=saga_id,
-                workflow=DEFAULT_WORKFLOW,
+                workflow=transfer.workflow,
                 amount_cents=transfer.amount_cents,
                 requested_at=_now_ms(),
             )
@@ -128,6 +150,11 @@ def register_saga_views(
             return self.json(
                 {"sagas": [saga_json(s) for s in page], "count": len(matching), "next": next_path}
             )
+
+    @app.page("/workflows")
+    class WorkflowList(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"workflows": [workflow_json(w) for w in WORKFLOWS.values()]})
 
     @app.page("/sagas/{saga_id}")
     class SagaDetail(View):

@@ -9,6 +9,7 @@ from typing import Any
 
 from saga_streams.money import parse_cents
 from saga_streams.saga.state import TERMINAL
+from saga_streams.saga.workflow import DEFAULT_WORKFLOW, WORKFLOWS
 
 __all__ = [
     "SAGA_STATUSES",
@@ -31,6 +32,7 @@ class BadRequest(ValueError):
 @dataclass(frozen=True)
 class TransferInput:
     amount_cents: int
+    workflow: str
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def parse_transfer(content_type: str, body: bytes) -> TransferInput:
-    """Validate a ``POST /transfer`` request: JSON ``{"amount": <dollars>}``."""
+    """Validate ``POST /transfer``: JSON ``{"amount": <dollars>, "workflow": <name>?}``."""
     if content_type != "application/json":
         raise BadRequest("Content-Type must be application/json")
     try:
@@ -72,9 +74,13 @@ def parse_transfer(content_type: str, body: bytes) -> TransferInput:
         raise BadRequest("body is not valid JSON") from None
     if not isinstance(data, dict):
         raise BadRequest('body must be a JSON object like {"amount": 100}')
-    unknown = sorted(set(data) - {"amount"})
+    unknown = sorted(set(data) - {"amount", "workflow"})
     if unknown:
-        raise BadRequest(f"unknown field {unknown[0]!r}; expected only 'amount'")
+        raise BadRequest(f"unknown field {unknown[0]!r}; expected 'amount' and 'workflow'")
+    workflow = data.get("workflow", DEFAULT_WORKFLOW)
+    if not isinstance(workflow, str) or workflow not in WORKFLOWS:
+        known = ", ".join(WORKFLOWS)
+        raise BadRequest(f"unknown workflow {workflow!r}; use one of: {known}")
     if "amount" not in data:
         raise BadRequest('missing field "amount"')
     amount = data["amount"]
@@ -82,7 +88,7 @@ def parse_transfer(content_type: str, body: bytes) -> TransferInput:
         # A string that looks like a number is still a string: refuse rather than guess.
         raise BadRequest("amount must be a JSON number, not a string")
     try:
-        return TransferInput(amount_cents=parse_cents(amount))
+        return TransferInput(amount_cents=parse_cents(amount), workflow=workflow)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
 
