@@ -17,25 +17,16 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from saga_streams.config import ConfigError, load_settings
 from saga_streams.local.workers import http_json
-from saga_streams.money import format_dollars
+from saga_streams.money import cents, format_dollars
 from saga_streams.roles import PARTICIPANTS
-from saga_streams.saga.state import TERMINAL
+from saga_streams.saga.state import TERMINAL, epoch_seconds
 from saga_streams.saga.workflow import WORKFLOWS
 
 __all__ = ["AuditReport", "audit", "main"]
-
-
-def _cents(amount: float) -> int:
-    return round(amount * 100)
-
-
-def _epoch_s(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 @dataclass
@@ -67,7 +58,7 @@ class AuditReport:
 def _effects(saga: Mapping[str, Any]) -> dict[str, int]:
     """What a saga does to each account when it completes: account -> signed cents."""
     effects: dict[str, int] = {}
-    amount = _cents(saga["amount"])
+    amount = cents(saga["amount"])
     for step in WORKFLOWS[saga["workflow"]].steps:
         participant = PARTICIPANTS[step.participant]
         sign = -1 if participant.effects[step.action] == "debit" else 1
@@ -102,7 +93,7 @@ def audit(
             for account, delta in effects.items():
                 low[account] += min(delta, 0)
                 high[account] += max(delta, 0)
-            if now_s - _epoch_s(saga["created_at"]) > stuck_after_s:
+            if now_s - epoch_seconds(saga["created_at"]) > stuck_after_s:
                 stuck.append(saga["saga_id"])
 
     total, opening_total = sum(balances.values()), sum(opening.values())
@@ -178,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             status, body = http_json("GET", f"{url}/balance")
             if status != 200:
                 raise OSError(f"GET {url}/balance: HTTP {status}")
-            balances[body["account"]] = _cents(body["balance"])
+            balances[body["account"]] = cents(body["balance"])
             opening[participant.account] = participant.opening_balance(settings)
         sagas = read_sagas(args.orchestrator)
     except OSError as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-__all__ = ["MAX_AMOUNT_CENTS", "dollars", "format_dollars", "parse_cents"]
+__all__ = ["MAX_AMOUNT_CENTS", "cents", "dollars", "format_dollars", "parse_cents"]
 
 #: The largest single transfer accepted: one billion dollars. Anything above is a typo or
 #: an attack, and it keeps every sum comfortably inside a float's exact integer range.
@@ -51,6 +51,11 @@ def dollars(cents: int) -> int | float:
     whole, rest = divmod(cents, 100)
     # cents / 100 is the float nearest to the decimal value, and its repr is that decimal.
     return whole if rest == 0 else cents / 100
+
+
+def cents(amount: float) -> int:
+    """The inverse of ``dollars``, for amounts this system wrote: 999.7 -> 99970."""
+    return round(amount * 100)
 
 
 def format_dollars(cents: int) -> str:

@@ -7,8 +7,9 @@ import shutil
 import subprocess
 from typing import Any
 
-from saga_streams.local.cluster import LocalCluster, cents
+from saga_streams.local.cluster import LocalCluster
 from saga_streams.local.workers import http_json
+from saga_streams.money import cents
 
 __all__ = ["Stack", "cents"]
 

@@ -30,7 +30,6 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ from saga_streams.app import (
 )
 from saga_streams.local.cluster import LocalCluster
 from saga_streams.roles import ROLES
-from saga_streams.saga.state import TERMINAL
+from saga_streams.saga.state import TERMINAL, epoch_seconds
 
 __all__ = ["ChaosPlan", "ChaosResult", "main", "run_chaos"]
 
@@ -102,10 +101,6 @@ class ChaosResult:
         ]
         lines += [f"❌ {v}" for v in self.violations] or ["✅ every invariant holds"]
         return "\n".join(lines)
-
-
-def _epoch_s(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 class _Run:
@@ -299,7 +294,7 @@ class _Run:
         fault_times = [wall_start + t for t, _ in self.result.faults]
         longest = 0.0
         for saga in sagas:
-            created, ended = _epoch_s(saga["created_at"]), _epoch_s(saga["updated_at"])
+            created, ended = epoch_seconds(saga["created_at"]), epoch_seconds(saga["updated_at"])
             during = [t for t in fault_times if created <= t <= ended]
             if during:
                 longest = max(longest, ended - max(during))

@@ -16,14 +16,11 @@ from saga_streams.audit import AuditReport, audit, read_sagas
 from saga_streams.config import load_settings
 from saga_streams.local.kafka import LocalKafka, free_ports
 from saga_streams.local.workers import WorkerProcess, http_json
+from saga_streams.money import cents
 from saga_streams.roles import PARTICIPANTS, ROLES
 from saga_streams.saga.state import TERMINAL
 
 __all__ = ["LocalCluster"]
-
-
-def cents(amount: float) -> int:
-    return round(amount * 100)
 
 
 class LocalCluster:

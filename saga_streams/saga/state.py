@@ -16,6 +16,7 @@ __all__ = [
     "SagaStatus",
     "StepOutcome",
     "StepState",
+    "epoch_seconds",
     "iso_ms",
 ]
 
@@ -124,3 +125,8 @@ def iso_ms(epoch_ms: int) -> str:
     """ISO 8601 in UTC with milliseconds: 2026-11-26T04:51:57.123Z."""
     moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+
+def epoch_seconds(iso: str) -> float:
+    """The inverse of ``iso_ms``: seconds since the epoch."""
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
