@@ -43,8 +43,8 @@ test: install tools lint
 
 # The long chaos run: thousands of transfers, twenty-odd faults, then every invariant.
 chaos: install
-	$(PY) -m saga_streams chaos --transfers 3000 --kills 20 --pauses 2 --broker-restarts 1 \
-		--replays 300 --concurrency 6 --max-seconds 1500
+	$(PY) -m saga_streams chaos --transfers 3000 --rate 20 --kills 20 --pauses 2 \
+		--broker-restarts 1 --replays 300 --concurrency 6 --max-seconds 1500
 
 # Check the invariants of the system `make run` started, through its HTTP API.
 audit: install

@@ -46,8 +46,8 @@ EntryState = Literal["APPLIED", "FAILED", "COMPENSATED", "VOIDED"]
 #: is in flight (a redelivery after a crash, or the orchestrator sending it again after a
 #: timeout), which at the default retry policy means within a few minutes; the oldest go
 #: first. The bound keeps the table value, written to the changelog on every command,
-#: small (about 50 bytes an entry).
-LEDGER_CAPACITY = 1000
+#: small (about 50 bytes an entry, 100 KB when full).
+LEDGER_CAPACITY = 2000
 
 EXPIRED = "EXPIRED: issued before the oldest command this account remembers"
 

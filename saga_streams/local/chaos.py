@@ -59,6 +59,10 @@ class ChaosPlan:
     broker_restarts: int = 1  # SIGKILL of the broker, then a new one on the same data
     replays: int = 60  # already-processed commands and replies produced again
     concurrency: int = 4
+    #: Transfers per second, all senders together (0: as fast as they go). Paced, the
+    #: faults spread over a longer burst, and the burst stays within what the accounts'
+    #: ledgers remember while sagas retry (see accounts.LEDGER_CAPACITY).
+    rate: float = 15.0
     seed: int = 1
     max_seconds: float = 900.0  # the whole run, however it goes
     #: Shorter timeouts than the defaults, so sagas whose messages died with a process
@@ -116,6 +120,7 @@ class _Run:
         self.stop_watching = threading.Event()
         self.seen: dict[str, str] = {}  # saga id -> latest status observed
         self.kill_order: list[str] = []
+        self.next_send = 0.0
 
     # -- bookkeeping ------------------------------------------------------------------------
     def now(self) -> float:
@@ -133,7 +138,16 @@ class _Run:
     def amount(self, rng: random.Random) -> float:
         # Mostly small (cents included), so A does not run dry at once; now and then more
         # than A ever holds, so INSUFFICIENT_FUNDS happens.
-        return 1500.0 if rng.random() < 0.05 else rng.randint(1, 300) / 100
+        return 1500.0 if rng.random() < 0.05 else rng.randint(1, 50) / 100
+
+    def pace(self) -> None:
+        """Wait for this sender's turn, so that all together keep to ``plan.rate``."""
+        if self.plan.rate <= 0:
+            return
+        with self.lock:
+            slot = max(self.next_send, time.monotonic())
+            self.next_send = slot + 1.0 / self.plan.rate
+        time.sleep(max(0.0, slot - time.monotonic()))
 
     def load(self) -> None:
         """Keep sending until the planned number of transfers were accepted (202)."""
@@ -144,6 +158,7 @@ class _Run:
                 with self.lock:
                     if len(self.result.accepted) >= self.plan.transfers:
                         return
+                self.pace()
                 # Both workflows side by side: a third of the transfers pay a fee.
                 workflow = "transfer-with-fee" if rng.random() < 0.33 else "transfer"
                 try:
@@ -433,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broker-restarts", type=int, default=defaults.broker_restarts)
     parser.add_argument("--replays", type=int, default=defaults.replays)
     parser.add_argument("--concurrency", type=int, default=defaults.concurrency)
+    parser.add_argument(
+        "--rate", type=float, default=defaults.rate, help="transfers per second (0: no limit)"
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--max-seconds", type=float, default=defaults.max_seconds)
     parser.add_argument("--keep", action="store_true", help="keep the run's folder (logs)")
@@ -446,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         broker_restarts=args.broker_restarts,
         replays=args.replays,
         concurrency=args.concurrency,
+        rate=args.rate,
         seed=args.seed,
         max_seconds=args.max_seconds,
     )
