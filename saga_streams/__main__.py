@@ -13,6 +13,7 @@ python -m saga_streams run     # local Kafka + one worker per role, Ctrl-C stops
 python -m saga_streams kafka   # the local Kafka broker alone, in the foreground
 python -m saga_streams audit   # check the invariants through the HTTP API (exit 1 if broken)
 python -m saga_streams chaos   # kill, pause and restart processes under load; check after
+python -m saga_streams bench   # completed sagas per second, latency, CPU, against the ceiling
 ROLE is one of: """ + ", ".join(ROLES)
 
 
@@ -56,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         from saga_streams.local.chaos import main as chaos_main
 
         return chaos_main(rest)
+    if command == "bench":
+        from saga_streams.local.bench import main as bench_main
+
+        return bench_main(rest)
     if command == "run":
         from saga_streams.local.stack import main as stack_main
 

@@ -8,7 +8,7 @@ offsets or tables.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,15 @@ __all__ = ["LocalCluster"]
 
 
 class LocalCluster:
-    def __init__(self, root: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        env: Mapping[str, str] | None = None,
+        worker_args: Sequence[str] = (),
+    ) -> None:
         self.root = root
         self.env = dict(env or {})
+        self.worker_args = tuple(worker_args)  # e.g. ("--loglevel", "warn")
         kafka_port, controller_port, *web_ports = free_ports(2 + len(ROLES))
         self.kafka = LocalKafka(root / "kafka", port=kafka_port, controller_port=controller_port)
         self.ports = dict(zip(ROLES, web_ports, strict=True))
@@ -60,6 +66,7 @@ class LocalCluster:
             self.worker_env(extra_env),
             log_path=self.root / "logs" / f"{role}.log",
             command=command,
+            extra_args=self.worker_args,
         )
         worker.start()
         self.workers[role] = worker

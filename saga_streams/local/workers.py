@@ -60,6 +60,7 @@ class WorkerProcess:
         env: Mapping[str, str],
         log_path: Path | None = None,
         command: Sequence[str] | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.role = role
         self.web_port = web_port
@@ -70,7 +71,16 @@ class WorkerProcess:
         self.command = (
             list(command)
             if command is not None
-            else [sys.executable, "-m", "saga_streams", "worker", role, "--web-port", str(web_port)]
+            else [
+                sys.executable,
+                "-m",
+                "saga_streams",
+                "worker",
+                role,
+                "--web-port",
+                str(web_port),
+                *extra_args,
+            ]
         )
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None

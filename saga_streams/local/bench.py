@@ -1,0 +1,336 @@
+"""``python -m saga_streams bench``: completed sagas per second, latency, CPU, and the ceiling.
+
+On a broker and workers of its own (failure injection off), in one run:
+
+1. **the ceiling**: a raw aiokafka ping-pong over four topics, the fewest messages one
+   two-step saga needs (command, reply, command, reply), with the same number of messages
+   in flight as the saga run keeps, measured for the same time;
+2. **the sagas**: transfers sent for ``--seconds``, through HTTP (``POST /transfer``) or
+   straight onto the request topic (``--mode topic``, to leave HTTP's cost out), either
+   as fast as ``--concurrency`` senders go or paced at ``--rate``; then every saga is
+   waited for.
+
+It reports completions (not starts) per second within the sending window, latency from
+request to terminal status (p50, p95, p99, max, from the sagas' own server-side
+timestamps), CPU seconds per saga of each process, and the saga rate as a share of the
+ceiling; and writes it all as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from saga_streams.app import TRANSFER_REQUEST_TOPIC, ensure_topics
+from saga_streams.local.cluster import LocalCluster
+from saga_streams.messages import TransferRequested, encode
+from saga_streams.saga.state import TERMINAL, epoch_seconds
+
+__all__ = ["BenchResult", "main", "run_bench"]
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+_HOPS = 4
+
+
+@dataclass
+class BenchResult:
+    machine: str
+    mode: str
+    seconds: float
+    concurrency: int
+    rate_target: float
+    sent: int = 0
+    completed_in_window: int = 0
+    completed_per_s: float = 0.0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    cpu_s_per_saga: dict[str, float] = field(default_factory=dict)
+    ceiling_round_trips_per_s: float = 0.0
+    ratio_to_ceiling: float = 0.0
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    def render(self) -> str:
+        lat = self.latency_ms
+        cpu = ", ".join(f"{p} {s * 1000:.1f} ms" for p, s in self.cpu_s_per_saga.items())
+        return "\n".join(
+            [
+                f"bench ({self.mode}, {self.seconds:g}s, concurrency {self.concurrency}"
+                + (f", rate {self.rate_target:g}/s" if self.rate_target else "")
+                + f", {self.machine})",
+                f"  sagas completed: {self.completed_per_s:.1f}/s "
+                f"({self.completed_in_window} in the window, {self.sent} sent)",
+                f"  latency: p50 {lat.get('p50', 0):.0f} ms, p95 {lat.get('p95', 0):.0f} ms, "
+                f"p99 {lat.get('p99', 0):.0f} ms, max {lat.get('max', 0):.0f} ms",
+                f"  CPU per saga: {cpu}",
+                f"  ceiling (raw {_HOPS}-hop aiokafka ping-pong): "
+                f"{self.ceiling_round_trips_per_s:.1f} round trips/s",
+                f"  sagas / ceiling: {self.ratio_to_ceiling:.0%}",
+            ]
+        )
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
+
+
+async def _ceiling(bootstrap: str, seconds: float, in_flight: int) -> float:
+    """Round trips per second through four topics, ``in_flight`` messages at a time."""
+    run = uuid.uuid4().hex[:8]
+    topics = [f"bench-{run}-hop{n}" for n in range(_HOPS)]
+    await ensure_topics(bootstrap, topics, partitions=1)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    await producer.start()
+    consumers = [
+        AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+        )
+        for topic in topics
+    ]
+    for consumer in consumers:
+        await consumer.start()
+    done = 0
+    stop = time.monotonic() + seconds
+
+    async def relay(source: AIOKafkaConsumer, target: str | None) -> None:
+        nonlocal done
+        while time.monotonic() < stop:
+            batch = await source.getmany(timeout_ms=200)
+            for messages in batch.values():
+                for message in messages:
+                    if target is None:  # back at the start: one round trip done
+                        done += 1
+                        if time.monotonic() < stop:
+                            await producer.send(topics[0], message.value)
+                    else:
+                        await producer.send(target, message.value)
+
+    try:
+        for _ in range(in_flight):
+            await producer.send(topics[0], b"ping")
+        began = time.monotonic()
+        await asyncio.gather(
+            *(relay(consumers[n], topics[n + 1] if n + 1 < _HOPS else None) for n in range(_HOPS))
+        )
+        return done / (time.monotonic() - began)
+    finally:
+        for consumer in consumers:
+            await consumer.stop()
+        await producer.stop()
+
+
+async def _send_sagas(
+    cluster: LocalCluster, mode: str, seconds: float, concurrency: int, rate: float
+) -> tuple[int, float, float]:
+    """Send transfers for ``seconds``, at most ``concurrency`` sagas in flight (and at
+    ``rate`` if given); return (sent, window start, window end) in epoch seconds.
+
+    A saga's slot is freed when the orchestrator's changelog shows it terminal: reading
+    the changelog follows completions as they happen, without polling the HTTP API.
+    """
+    sent = 0
+    next_slot = time.monotonic()
+    slots = asyncio.Semaphore(concurrency)
+    mine: set[str] = set()
+    stop = time.monotonic() + seconds
+    bootstrap = cluster.kafka.bootstrap
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    changelog = AIOKafkaConsumer(
+        "saga-orchestrator-sagas-changelog",
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="latest",
+    )
+    url = cluster.url("orchestrator", "/transfer")
+
+    async def turn() -> bool:
+        nonlocal next_slot
+        try:
+            await asyncio.wait_for(slots.acquire(), timeout=max(0.0, stop - time.monotonic()))
+        except TimeoutError:
+            return False
+        if rate > 0:
+            slot = max(next_slot, time.monotonic())
+            next_slot = slot + 1.0 / rate
+            await asyncio.sleep(max(0.0, slot - time.monotonic()))
+        if time.monotonic() >= stop:
+            slots.release()
+            return False
+        return True
+
+    async def http_sender(session: aiohttp.ClientSession) -> None:
+        nonlocal sent
+        while await turn():
+            async with session.post(url, json={"amount": 0.01}) as response:
+                body = await response.json()
+            if response.status == 202:
+                mine.add(body["saga_id"])
+                sent += 1
+            else:
+                slots.release()
+
+    async def topic_sender() -> None:
+        nonlocal sent
+        while await turn():
+            saga_id = uuid.uuid4().hex[:16]
+            mine.add(saga_id)
+            request = TransferRequested(saga_id, "transfer", 1, int(time.time() * 1000))
+            await producer.send_and_wait(
+                TRANSFER_REQUEST_TOPIC, encode(request), key=saga_id.encode()
+            )
+            sent += 1
+
+    async def watch_completions() -> None:
+        while time.monotonic() < stop:
+            batch = await changelog.getmany(timeout_ms=200)
+            for messages in batch.values():
+                for message in messages:
+                    saga = json.loads(message.value or b"null")
+                    if saga and saga["status"] in TERMINAL and saga["saga_id"] in mine:
+                        mine.discard(saga["saga_id"])
+                        slots.release()
+
+    async def progress() -> None:
+        while time.monotonic() < stop:
+            await asyncio.sleep(1.0)
+            left = max(0.0, stop - time.monotonic())
+            print(f"\r  sending: {sent} sent, {left:4.0f}s left ", end="", file=sys.stderr)
+        print(file=sys.stderr)
+
+    await producer.start()
+    await changelog.start()
+    await changelog.seek_to_end()
+    began = time.time()
+    try:
+        workers = [watch_completions(), progress()]
+        if mode == "http":
+            async with aiohttp.ClientSession() as session:
+                senders = [http_sender(session) for _ in range(concurrency)]
+                await asyncio.gather(*workers, *senders)
+        else:
+            await asyncio.gather(*workers, *(topic_sender() for _ in range(concurrency)))
+    finally:
+        await changelog.stop()
+        await producer.stop()
+    return sent, began, time.time()
+
+
+def run_bench(root: Path, mode: str, seconds: float, concurrency: int, rate: float) -> BenchResult:
+    cluster = LocalCluster(
+        root,
+        {
+            "SERVICE_A_FAILURE_RATE": "0",
+            "SERVICE_B_FAILURE_RATE": "0",
+            "SERVICE_C_FAILURE_RATE": "0",
+            # Millions in A, so a long run never ends in INSUFFICIENT_FUNDS.
+            "OPENING_BALANCE_A": "100000000",
+        },
+        # The seed's log lines cost a formatted record per step; the bench runs quieter.
+        worker_args=("--loglevel", "warn"),
+    )
+    result = BenchResult(
+        machine=f"{os.cpu_count()} cores, {sys.platform}",
+        mode=mode,
+        seconds=seconds,
+        concurrency=concurrency,
+        rate_target=rate,
+    )
+    try:
+        cluster.start()
+        print("  measuring the ceiling...", file=sys.stderr)
+        result.ceiling_round_trips_per_s = asyncio.run(
+            _ceiling(cluster.kafka.bootstrap, min(seconds, 20.0), concurrency)
+        )
+        pids = {role: w.proc.pid if w.proc else None for role, w in cluster.workers.items()}
+        pids["kafka"] = cluster.kafka.pid
+        cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+        result.sent, began, ended = asyncio.run(
+            _send_sagas(cluster, mode, seconds, concurrency, rate)
+        )
+        sagas = _wait_all_terminal(cluster, timeout=max(60.0, seconds * 3))
+        cpu_used = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+    finally:
+        cluster.close()
+
+    completed = [s for s in sagas if s["status"] == "COMPLETED"]
+    in_window = [s for s in completed if began <= epoch_seconds(s["updated_at"]) <= ended]
+    latencies = [
+        (epoch_seconds(s["updated_at"]) - epoch_seconds(s["created_at"])) * 1000 for s in completed
+    ]
+    result.completed_in_window = len(in_window)
+    result.completed_per_s = len(in_window) / (ended - began)
+    result.latency_ms = {
+        "p50": _percentile(latencies, 0.50),
+        "p95": _percentile(latencies, 0.95),
+        "p99": _percentile(latencies, 0.99),
+        "max": max(latencies, default=0.0),
+    }
+    result.cpu_s_per_saga = {name: used / max(1, len(completed)) for name, used in cpu_used.items()}
+    result.statuses = {
+        status: sum(1 for s in sagas if s["status"] == status) for status in sorted(TERMINAL)
+    }
+    if result.ceiling_round_trips_per_s:
+        result.ratio_to_ceiling = result.completed_per_s / result.ceiling_round_trips_per_s
+    return result
+
+
+def _wait_all_terminal(cluster: LocalCluster, timeout: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        sagas = cluster.all_sagas()
+        if all(s["status"] in TERMINAL for s in sagas) or time.monotonic() > deadline:
+            return sagas
+        time.sleep(1.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m saga_streams bench", description=__doc__)
+    parser.add_argument("--mode", choices=("http", "topic"), default="http")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=16,
+        help="senders, and messages in flight for the ceiling",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="transfers per second (0: as fast as the senders go)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("bench-result.json"))
+    args = parser.parse_args(argv)
+    if args.seconds <= 0 or args.concurrency < 1 or args.rate < 0:
+        parser.error("--seconds > 0, --concurrency >= 1, --rate >= 0")
+    root = Path(tempfile.mkdtemp(prefix="saga-bench-"))
+    try:
+        result = run_bench(root, args.mode, args.seconds, args.concurrency, args.rate)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(result.render())
+    args.out.write_text(json.dumps(asdict(result), indent=2) + "\n")
+    print(f"  written to {args.out}")
+    return 0
