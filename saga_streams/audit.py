@@ -19,14 +19,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from saga_streams.config import ConfigError, load_settings
+from saga_streams.config import ConfigError, Settings, load_settings
 from saga_streams.local.workers import http_json
 from saga_streams.money import cents, format_dollars
 from saga_streams.roles import PARTICIPANTS
 from saga_streams.saga.state import TERMINAL, epoch_seconds
 from saga_streams.saga.workflow import WORKFLOWS
 
-__all__ = ["AuditReport", "audit", "main"]
+__all__ = ["AuditReport", "audit", "audit_api", "main"]
 
 
 @dataclass
@@ -138,6 +138,19 @@ def read_sagas(orchestrator_url: str) -> list[dict[str, Any]]:
     return sagas
 
 
+def audit_api(urls: Mapping[str, str], settings: Settings, stuck_after_s: float) -> AuditReport:
+    """Read every balance and saga through the HTTP API (``urls``: role name -> base URL)
+    and audit them; raise OSError if an API cannot be read."""
+    balances, opening = {}, {}
+    for name, participant in PARTICIPANTS.items():
+        status, body = http_json("GET", f"{urls[name]}/balance")
+        if status != 200:
+            raise OSError(f"GET {urls[name]}/balance: HTTP {status}")
+        balances[participant.account] = cents(body["balance"])
+        opening[participant.account] = participant.opening_balance(settings)
+    return audit(read_sagas(urls["orchestrator"]), balances, opening, stuck_after_s)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m saga_streams audit", description=__doc__)
     parser.add_argument("--orchestrator", default="http://127.0.0.1:8000")
@@ -162,19 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     if stuck_after is None:
         stuck_after = (10 * policy.step_timeout_ms + policy.max_delay_ms) / 1000
     try:
-        balances = {}
-        opening = {}
-        for participant in PARTICIPANTS.values():
-            url = getattr(args, participant.role.name.replace("-", "_"))
-            status, body = http_json("GET", f"{url}/balance")
-            if status != 200:
-                raise OSError(f"GET {url}/balance: HTTP {status}")
-            balances[body["account"]] = cents(body["balance"])
-            opening[participant.account] = participant.opening_balance(settings)
-        sagas = read_sagas(args.orchestrator)
+        urls = {
+            name: getattr(args, name.replace("-", "_")) for name in ("orchestrator", *PARTICIPANTS)
+        }
+        report = audit_api(urls, settings, stuck_after)
     except OSError as exc:
         print(f"saga_streams audit: cannot read the API: {exc}", file=sys.stderr)
         return 2
-    report = audit(sagas, balances, opening, stuck_after)
     print(report.render())
     return 0 if report.ok else 1

@@ -8,16 +8,12 @@ import subprocess
 from typing import Any
 
 from saga_streams.local.cluster import LocalCluster
-from saga_streams.local.workers import http_json
 from saga_streams.money import cents
 
 __all__ = ["Stack", "cents"]
 
 
 class Stack(LocalCluster):
-    def transfer_json(self, body: Any) -> tuple[int, Any]:
-        return http_json("POST", self.url("orchestrator", "/transfer"), body)
-
     def kcat(self, *args: str) -> str:
         kcat = shutil.which("kcat")
         assert kcat, "kcat is not installed: run scripts/install-test-tools (make test does)"

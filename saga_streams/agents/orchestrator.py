@@ -12,10 +12,10 @@ import time
 import faust
 
 from saga_streams.app import (
-    REPLY_TOPIC,
     TIMEOUT_TOPIC,
     TRANSFER_REQUEST_TOPIC,
     command_topic_names,
+    consumed_topics,
     create_app,
     declare_topic,
     settings_or_exit,
@@ -50,7 +50,7 @@ timeouts_topic = declare_topic(app, TIMEOUT_TOPIC, partitions=settings.partition
 # Requests, replies and timeouts are all keyed by saga id and consumed by one agent, so
 # all moves of one saga happen one at a time, in the table partition that owns it.
 saga_inputs_topic = declare_topic(
-    app, TRANSFER_REQUEST_TOPIC, REPLY_TOPIC, TIMEOUT_TOPIC, partitions=settings.partitions
+    app, *consumed_topics()[ORCHESTRATOR.name], partitions=settings.partitions
 )
 command_topics = {
     name: declare_topic(app, name, partitions=settings.partitions) for name in command_topic_names()

@@ -12,12 +12,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from saga_streams.audit import AuditReport, audit, read_sagas
+from saga_streams.audit import AuditReport, audit_api, read_sagas
 from saga_streams.config import load_settings
 from saga_streams.local.kafka import LocalKafka, free_ports
 from saga_streams.local.workers import WorkerProcess, http_json
 from saga_streams.money import cents
-from saga_streams.roles import PARTICIPANTS, ROLES
+from saga_streams.roles import ROLES
 from saga_streams.saga.state import TERMINAL
 
 __all__ = ["LocalCluster"]
@@ -140,12 +140,8 @@ class LocalCluster:
 
     def audit(self, stuck_after_s: float = 3600.0) -> AuditReport:
         """The invariants, checked as ``python -m saga_streams audit`` checks them."""
-        settings = load_settings(self.worker_env())
-        balances, opening = {}, {}
-        for name, participant in PARTICIPANTS.items():
-            balances[participant.account] = self.balance_cents(name)
-            opening[participant.account] = participant.opening_balance(settings)
-        return audit(self.all_sagas(), balances, opening, stuck_after_s)
+        urls = {role: self.url(role) for role in ROLES}
+        return audit_api(urls, load_settings(self.worker_env()), stuck_after_s)
 
     def assert_invariants(self) -> AuditReport:
         report = self.audit()

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for worker in workers:
-            worker._signal(signal.SIGTERM)
+            worker.terminate()
         for worker in workers:
             worker.stop()
         if kafka is not None:

@@ -128,9 +128,13 @@ class WorkerProcess:
     def returncode(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
 
+    def terminate(self) -> None:
+        """SIGTERM without waiting: lets several workers stop at once."""
+        self._signal(signal.SIGTERM)
+
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (Faust stops cleanly and commits its offsets), SIGKILL if it hangs."""
-        self._signal(signal.SIGTERM)
+        self.terminate()
         try:
             self.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -25,9 +25,6 @@ class DeadlineIndex:
         self._built_for: Hashable = None  # the partition assignment it was built for
         self._built_at = float("-inf")  # time.monotonic() of the last rebuild
 
-    def __len__(self) -> int:
-        return len(self._deadlines)
-
     def track(self, saga: Saga) -> None:
         """Record a saga's latest state (called after every write of the saga)."""
         if saga.deadline is None:
