@@ -163,7 +163,7 @@ def settings_or_exit() -> Settings:
 
 def create_app(role: Role, settings: Settings) -> faust.App:
     try:
-        check_workflows(WORKFLOWS, PARTICIPANTS)
+        check_workflows(WORKFLOWS, PARTICIPANTS, settings.accounts)
     except WorkflowError as exc:
         raise SystemExit(f"saga_streams: {exc}") from None
     # One RocksDB folder per role and worker: RocksDB locks its files, so two workers of

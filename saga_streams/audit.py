@@ -47,7 +47,11 @@ class AuditReport:
             "  sagas: "
             + (", ".join(f"{s} {n}" for s, n in sorted(self.statuses.items())) or "none"),
             "  balances: "
-            + ", ".join(f"{a} {format_dollars(c)}" for a, c in sorted(self.balances.items()))
+            + (
+                ", ".join(f"{a} {format_dollars(c)}" for a, c in sorted(self.balances.items()))
+                if len(self.balances) <= _SHOWN
+                else f"{len(self.balances)} accounts"
+            )
             + f" (total {format_dollars(sum(self.balances.values()))},"
             + f" opening {format_dollars(sum(self.opening.values()))})",
         ]
@@ -55,14 +59,20 @@ class AuditReport:
         return "\n".join(lines)
 
 
+#: Up to this many accounts, the report names each balance; beyond, it counts them.
+_SHOWN = 8
+
+
 def _effects(saga: Mapping[str, Any]) -> dict[str, int]:
     """What a saga does to each account when it completes: account -> signed cents."""
     effects: dict[str, int] = {}
     amount = cents(saga["amount"])
+    parties = saga.get("from_account", "A"), saga.get("to_account", "B")
     for step in WORKFLOWS[saga["workflow"]].steps:
         participant = PARTICIPANTS[step.participant]
         sign = -1 if participant.effects[step.action] == "debit" else 1
-        effects[step.account] = effects.get(step.account, 0) + sign * step.amount_cents(amount)
+        account = step.account_for(*parties)
+        effects[account] = effects.get(account, 0) + sign * step.amount_cents(amount)
     return effects
 
 
@@ -141,13 +151,16 @@ def read_sagas(orchestrator_url: str) -> list[dict[str, Any]]:
 def audit_api(urls: Mapping[str, str], settings: Settings, stuck_after_s: float) -> AuditReport:
     """Read every balance and saga through the HTTP API (``urls``: role name -> base URL)
     and audit them; raise OSError if an API cannot be read."""
-    balances, opening = {}, {}
-    for name, participant in PARTICIPANTS.items():
-        status, body = http_json("GET", f"{urls[name]}/balance")
-        if status != 200:
-            raise OSError(f"GET {urls[name]}/balance: HTTP {status}")
-        balances[participant.account] = cents(body["balance"])
-        opening[participant.account] = participant.opening_balance(settings)
+    balances: dict[str, int] = {}
+    for name in PARTICIPANTS:
+        path: str | None = "/accounts?limit=1000"
+        while path:
+            status, body = http_json("GET", urls[name] + path)
+            if status != 200:
+                raise OSError(f"GET {urls[name]}{path}: HTTP {status}")
+            balances.update({a["account"]: cents(a["balance"]) for a in body["accounts"]})
+            path = body["next"]
+    opening = settings.opening_balances
     return audit(read_sagas(urls["orchestrator"]), balances, opening, stuck_after_s)
 
 

@@ -7,6 +7,7 @@ stops the worker at start with one clear line instead of failing at the first me
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from saga_streams.money import parse_cents
 from saga_streams.roles import PARTICIPANTS
 from saga_streams.saga.policy import RetryPolicy
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["ACCOUNT_ID", "ConfigError", "Settings", "load_settings", "parse_accounts"]
 
 DEFAULT_BROKER = "kafka://127.0.0.1:9092"
 
@@ -30,8 +31,22 @@ class Settings:
     data_dir: Path
     failure_rates: Mapping[str, float]  # participant role name -> probability of failing
     partitions: int
-    opening_balances: Mapping[str, int]  # account -> opening balance in cents
+    #: participant role name -> its accounts, each with its opening balance in cents;
+    #: the first is the participant's default (the seed's A, B, C)
+    accounts: Mapping[str, Mapping[str, int]]
     retry_policy: RetryPolicy
+
+    @property
+    def opening_balances(self) -> dict[str, int]:
+        """Every account of every participant -> its opening balance in cents."""
+        return {a: cents for owned in self.accounts.values() for a, cents in owned.items()}
+
+    def owner_of(self, account: str) -> str | None:
+        """The participant role that owns ``account``, or None if no one does."""
+        for role, owned in self.accounts.items():
+            if account in owned:
+                return role
+        return None
 
 
 def _rate(env: Mapping[str, str], name: str, default: float) -> float:
@@ -84,6 +99,73 @@ def _balance(env: Mapping[str, str], name: str, default_cents: int) -> int:
         raise ConfigError(f"{name}={raw!r}: {exc}") from None
 
 
+#: An account id: letters, digits, ``_``, ``.`` and ``-``; readable as a Kafka key.
+ACCOUNT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
+#: At most this many accounts per service: each is a key in the account table.
+MAX_ACCOUNTS = 100_000
+
+
+def parse_accounts(name: str, raw: str) -> dict[str, int]:
+    """``SERVICE_A_ACCOUNTS``: comma-separated ``ID=BALANCE``; ``{1..500}`` in an id opens
+    a numbered range (``A-{001..500}=100`` opens A-001 to A-500 with $100 each)."""
+    opened: dict[str, int] = {}
+    for entry in filter(None, (part.strip() for part in raw.split(","))):
+        ident, sep, amount = (part.strip() for part in entry.partition("="))
+        if not sep:
+            raise ConfigError(f"{name}: {entry!r} is not ID=BALANCE")
+        try:
+            cents = parse_cents(amount, allow_zero=True)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {entry!r}: {exc}") from None
+        for account in _expand(name, ident):
+            if not ACCOUNT_ID.fullmatch(account):
+                raise ConfigError(
+                    f"{name}: account id {account!r} must be 1-64 letters, digits, '_', '.' "
+                    "or '-', starting with a letter or digit"
+                )
+            if account in opened:
+                raise ConfigError(f"{name}: account {account!r} is opened twice")
+            opened[account] = cents
+            if len(opened) > MAX_ACCOUNTS:
+                raise ConfigError(f"{name}: more than {MAX_ACCOUNTS} accounts")
+    return opened
+
+
+def _expand(name: str, ident: str) -> list[str]:
+    match = _RANGE.search(ident)
+    if match is None:
+        return [ident]
+    first, last = match.group(1), match.group(2)
+    if int(last) < int(first) or int(last) - int(first) >= MAX_ACCOUNTS:
+        raise ConfigError(f"{name}: range {match.group(0)} is empty or too large")
+    width = len(first) if first.startswith("0") else 0
+    head, tail = ident[: match.start()], ident[match.end() :]
+    return [f"{head}{n:0{width}d}{tail}" for n in range(int(first), int(last) + 1)]
+
+
+def _participant_accounts(env: Mapping[str, str]) -> dict[str, dict[str, int]]:
+    """Each participant's default account (``OPENING_BALANCE_<ID>``) and the accounts
+    ``SERVICE_<X>_ACCOUNTS`` opens beside it; an id belongs to one participant only."""
+    accounts = {
+        role: {p.account: _balance(env, p.opening_balance_variable, p.default_opening_cents)}
+        for role, p in PARTICIPANTS.items()
+    }
+    owners = {p.account: role for role, p in PARTICIPANTS.items()}
+    for role, p in PARTICIPANTS.items():
+        variable = p.accounts_variable
+        for account, cents in parse_accounts(variable, env.get(variable, "")).items():
+            owner = owners.setdefault(account, role)
+            if owner != role or account in accounts[role]:
+                default = PARTICIPANTS[owner].account == account
+                raise ConfigError(
+                    f"{variable}: account {account!r} already belongs to {owner}"
+                    + (f" (set {PARTICIPANTS[owner].opening_balance_variable})" if default else "")
+                )
+            accounts[role][account] = cents
+    return accounts
+
+
 def _broker(env: Mapping[str, str]) -> str:
     raw = env.get("KAFKA_BROKER", "").strip() or DEFAULT_BROKER
     # Faust wants a URL; accept the bare host:port that kcat users type as well.
@@ -101,10 +183,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             for name, p in PARTICIPANTS.items()
         },
         partitions=_positive_int(env, "TOPIC_PARTITIONS", 4, maximum=256),
-        opening_balances={
-            p.account: _balance(env, p.opening_balance_variable, p.default_opening_cents)
-            for p in PARTICIPANTS.values()
-        },
+        accounts=_participant_accounts(env),
         retry_policy=RetryPolicy(
             step_timeout_ms=_seconds(env, "STEP_TIMEOUT", 5.0, maximum=3600),
             max_attempts=_positive_int(env, "STEP_MAX_ATTEMPTS", 3, maximum=100),

@@ -46,6 +46,9 @@ class TransferRequested:
     workflow: str
     amount_cents: int
     requested_at: int  # epoch milliseconds, stamped by the web view
+    #: The two parties; a request without them is the seed's transfer from A to B.
+    from_account: str = "A"
+    to_account: str = "B"
 
     type: Literal["TransferRequested"] = "TransferRequested"
 
@@ -121,6 +124,8 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "command_id": (str,),
     "action": (str,),
     "account": (str,),
+    "from_account": (str,),
+    "to_account": (str,),
     "service": (str,),
     "amount_cents": (int,),
     "requested_at": (int,),
@@ -132,7 +137,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "error": (str, type(None)),
     "uncertain": (bool,),
 }
-_OPTIONAL = frozenset({"undoes", "error", "attempt", "uncertain"})
+_OPTIONAL = frozenset({"undoes", "error", "attempt", "uncertain", "from_account", "to_account"})
 _ENUMS: dict[str, tuple[str, ...]] = {
     "kind": ("ACTION", "COMPENSATION"),
     "status": ("SUCCESS", "FAILED"),

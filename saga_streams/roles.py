@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from saga_streams.accounts import ActionRule
 from saga_streams.messages import ACTION, COMPENSATION, CommandKind
-from saga_streams.saga.workflow import WORKFLOWS, Workflow, WorkflowError
+from saga_streams.saga.workflow import PARTIES, WORKFLOWS, Workflow, WorkflowError
 
 if TYPE_CHECKING:
     from saga_streams.config import Settings
@@ -26,10 +26,10 @@ class Role:
 
 @dataclass(frozen=True)
 class Participant:
-    """A service that owns one account and executes the steps a workflow gives it."""
+    """A service that owns accounts and executes the steps a workflow gives it."""
 
     role: Role
-    account: str
+    account: str  # its default account: the seed's A or B (more come from settings)
     effects: dict[str, ActionRule]  # action name -> its effect on the account
     failure_error: str  # the error an injected failure reports, in the seed's words
     default_failure_rate: float  # SERVICE_<X>_FAILURE_RATE when unset
@@ -43,8 +43,16 @@ class Participant:
     def opening_balance_variable(self) -> str:
         return f"OPENING_BALANCE_{self.account}"
 
+    @property
+    def accounts_variable(self) -> str:
+        return f"{self.role.name.upper().replace('-', '_')}_ACCOUNTS"
+
     def opening_balance(self, settings: Settings) -> int:
-        return settings.opening_balances[self.account]
+        return settings.accounts[self.role.name][self.account]
+
+    def accounts(self, settings: Settings) -> Mapping[str, int]:
+        """Every account this participant owns -> its opening balance in cents."""
+        return settings.accounts[self.role.name]
 
     def failure_rate(self, settings: Settings) -> float:
         return settings.failure_rates[self.role.name]
@@ -97,9 +105,12 @@ ROLES: dict[str, Role] = {
 
 
 def check_workflows(
-    workflows: Mapping[str, Workflow], participants: Mapping[str, Participant]
+    workflows: Mapping[str, Workflow],
+    participants: Mapping[str, Participant],
+    accounts: Mapping[str, Mapping[str, int]],
 ) -> None:
-    """Every step names a known participant, its account, and an action it can do.
+    """Every step names a known participant, an account it owns (a fixed one, or a party
+    of the transfer), and an action it can do.
 
     Called when an app starts, so a mistake in a declaration stops the worker with one
     clear line instead of surfacing at the first message.
@@ -111,10 +122,10 @@ def check_workflows(
             if participant is None:
                 known = ", ".join(participants)
                 raise WorkflowError(f"{where}: unknown participant {step.participant!r} ({known})")
-            if step.account != participant.account:
+            owned = accounts.get(step.participant, {})
+            if step.account not in PARTIES and step.account not in owned:
                 raise WorkflowError(
-                    f"{where}: {step.participant} owns account {participant.account}, "
-                    f"not {step.account}"
+                    f"{where}: {step.participant} does not own account {step.account!r}"
                 )
             if step.action not in participant.effects:
                 raise WorkflowError(

@@ -19,10 +19,16 @@ POLICY = RetryPolicy(step_timeout_ms=1_000, max_attempts=3, max_delay_ms=3_000)
 
 
 class SagaScenario:
-    def __init__(self, workflow: Workflow, amount_cents: int, saga_id: str = "s1") -> None:
+    def __init__(
+        self,
+        workflow: Workflow,
+        amount_cents: int,
+        saga_id: str = "s1",
+        parties: tuple[str, str] = ("A", "B"),
+    ) -> None:
         self.workflow = workflow
         self.clock = 1_000
-        self.request = TransferRequested(saga_id, workflow.name, amount_cents, self.clock)
+        self.request = TransferRequested(saga_id, workflow.name, amount_cents, self.clock, *parties)
         self.last: Decision = self._decide(None, self.request)
         self.saga: Saga | None = self.last.saga
         self.sent: list[tuple[str, Command]] = list(self.last.commands)

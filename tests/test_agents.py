@@ -39,6 +39,7 @@ from saga_streams.messages import (
 from saga_streams.saga.state import Saga
 from saga_streams.saga.workflow import TRANSFER
 from saga_streams.tables.durable import DurableTable
+from saga_streams.web import routing
 
 #: Long enough for any in-memory step; a stuck agent fails the test instead of hanging it.
 STEP_TIMEOUT = 5.0
@@ -185,7 +186,16 @@ def outbox(monkeypatch: pytest.MonkeyPatch) -> Outbox:
 
     monkeypatch.setattr(Topic, "send", send)
     monkeypatch.setattr(DurableTable, "written", changelog_acknowledged)
+    # One worker, never started, holds every partition: the views answer everything
+    # themselves (routing between workers is tested against Kafka, test_scale_out.py).
+    monkeypatch.setattr(DurableTable, "holds", lambda table, key: True)
+    monkeypatch.setattr(routing, "owner_url", lambda app, table, key: _self_url(app))
+    monkeypatch.setattr(routing, "peer_urls", lambda app, table: [_self_url(app)])
     return box
+
+
+def _self_url(app: Any) -> URL:
+    return URL(str(app.conf.canonical_url))
 
 
 @pytest.fixture
@@ -214,6 +224,7 @@ def build_service_a(
     # The module reads its settings when it builds the app, at import: set them first.
     monkeypatch.setenv("SERVICE_A_FAILURE_RATE", failure_rate)
     monkeypatch.setenv("OPENING_BALANCE_A", "1000")
+    monkeypatch.setenv("SERVICE_A_ACCOUNTS", "A-{1..3}=50, SAVINGS=0.5")
     importlib.reload(service_a)
     return in_memory(service_a.app, runner)
 
@@ -580,11 +591,14 @@ def test_saga_detail_and_unknown_saga(orchestrator_http: Http, sagas: AgentDrive
         "saga_id": "s1",
         "workflow": "transfer",
         "amount": 20.5,
+        "from_account": "A",
+        "to_account": "B",
         "status": "STARTED",
         "steps": [
             {
                 "step": 1,
                 "service": "service-a",
+                "account": "A",
                 "action": "deduct",
                 "compensation": "refund",
                 "outcome": "PENDING",
@@ -596,6 +610,7 @@ def test_saga_detail_and_unknown_saga(orchestrator_http: Http, sagas: AgentDrive
             {
                 "step": 2,
                 "service": "service-b",
+                "account": "B",
                 "action": "add",
                 "compensation": "remove",
                 "outcome": "NOT_STARTED",
@@ -624,5 +639,37 @@ def test_balance_shows_account_a_before_and_after_a_deduct(
         assert http.get("/balance") == (200, {"account": "A", "balance": 1000})
         service_a_agent.deliver("service-a-deduct", deduct_from_a(amount_cents=30))
         assert http.get("/balance") == (200, {"account": "A", "balance": 999.7})
+    finally:
+        http.close()
+
+
+def test_many_accounts_one_command_moves_one_balance(
+    runner: asyncio.Runner, service_a_app: faust.App, service_a_agent: AgentDriver
+) -> None:
+    http = Http(runner, service_a_app)
+    try:
+        service_a_agent.deliver(
+            "service-a-deduct", deduct_from_a(amount_cents=20_00, account="A-2")
+        )
+        assert http.get("/balance?account=A-2") == (200, {"account": "A-2", "balance": 30})
+        assert http.get("/balance?account=A-1") == (200, {"account": "A-1", "balance": 50})
+        assert http.get("/balance") == (200, {"account": "A", "balance": 1000})
+
+        status, first = http.get("/accounts?limit=3")
+        assert status == 200
+        assert first["accounts"] == [
+            {"account": "A", "balance": 1000},
+            {"account": "A-1", "balance": 50},
+            {"account": "A-2", "balance": 30},
+        ]
+        assert (first["count"], first["next"]) == (5, "/accounts?cursor=A-2&limit=3")
+        _, second = http.get(first["next"])
+        assert [a["account"] for a in second["accounts"]] == ["A-3", "SAVINGS"]
+        assert second["next"] is None
+
+        assert http.get("/balance?account=B")[0] == 404
+        assert http.get("/balance?acount=A")[0] == 400
+        assert http.get("/accounts?limit=0")[0] == 400
+        assert http.get("/accounts?page=2")[0] == 400
     finally:
         http.close()

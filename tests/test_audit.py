@@ -61,9 +61,9 @@ class _Api(http.server.BaseHTTPRequestHandler):
     """Canned answers for the audit command: A lost $5 that no saga explains."""
 
     pages: ClassVar[dict[str, Any]] = {
-        "/balance?a": {"account": "A", "balance": 895},
-        "/balance?b": {"account": "B", "balance": 600},
-        "/balance?c": {"account": "C", "balance": 0},
+        "a": {"accounts": [{"account": "A", "balance": 895}], "count": 1, "next": None},
+        "b": {"accounts": [{"account": "B", "balance": 600}], "count": 1, "next": None},
+        "c": {"accounts": [{"account": "C", "balance": 0}], "count": 1, "next": None},
         "/sagas?limit=1000": {
             "sagas": [saga("s1", "COMPLETED", 100)],
             "count": 1,
@@ -72,8 +72,8 @@ class _Api(http.server.BaseHTTPRequestHandler):
     }
 
     def do_GET(self) -> None:
-        port = self.server.server_address[1]
-        key = self.path if self.path.startswith("/sagas") else f"{self.path}?{port_names[port]}"
+        port = int(self.server.server_address[1])
+        key = self.path if self.path.startswith("/sagas") else port_names[port]
         body = json.dumps(self.pages[key]).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

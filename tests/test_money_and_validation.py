@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from saga_streams.config import ConfigError, load_settings
+from saga_streams.config import ConfigError, load_settings, parse_accounts
 from saga_streams.money import MAX_AMOUNT_CENTS, dollars, format_dollars, parse_cents
 from saga_streams.web.validation import (
     BadRequest,
@@ -16,6 +16,13 @@ from saga_streams.web.validation import (
 )
 
 JSON = "application/json"
+#: What each participant owns in these tests, and its default account.
+OWNED = {"service-a": {"A": 1, "A-1": 1}, "service-b": {"B": 1, "B-1": 1}, "service-c": {"C": 1}}
+DEFAULTS = {"service-a": "A", "service-b": "B", "service-c": "C"}
+
+
+def transfer(body: bytes, content_type: str = JSON) -> TransferInput:
+    return parse_transfer(content_type, body, OWNED, DEFAULTS)
 
 
 @pytest.mark.parametrize(
@@ -69,11 +76,17 @@ def test_dollars_and_format() -> None:
 
 
 def test_transfer_accepts_the_seed_body() -> None:
-    assert parse_transfer(JSON, b'{"amount": 100}') == TransferInput(100_00, "transfer")
-    assert parse_transfer(JSON, b'{"amount": 1, "workflow": "transfer-with-fee"}').workflow == (
+    assert transfer(b'{"amount": 100}') == TransferInput(100_00, "transfer", "A", "B")
+    assert transfer(b'{"amount": 1, "workflow": "transfer-with-fee"}').workflow == (
         "transfer-with-fee"
     )
-    assert parse_transfer(JSON, b'{"amount": 0.1}').amount_cents == 10
+    assert transfer(b'{"amount": 0.1}').amount_cents == 10
+
+
+def test_transfer_names_its_accounts() -> None:
+    chosen = transfer(b'{"amount": 5, "from_account": "A-1", "to_account": "B-1"}')
+    assert (chosen.from_account, chosen.to_account) == ("A-1", "B-1")
+    assert transfer(b'{"amount": 5, "to_account": "B-1"}').from_account == "A"
 
 
 @pytest.mark.parametrize(
@@ -98,13 +111,18 @@ def test_transfer_accepts_the_seed_body() -> None:
         (JSON, b'{"amount": 1, "to": "C"}', "unknown field"),
         (JSON, b'{"amount": 1, "workflow": "teleport"}', "unknown workflow"),
         (JSON, b'{"amount": 1, "workflow": 3}', "unknown workflow"),
+        (JSON, b'{"amount": 1, "from_account": "Z"}', "unknown from_account 'Z'"),
+        (JSON, b'{"amount": 1, "from_account": "B"}', "service-a has no such account"),
+        (JSON, b'{"amount": 1, "to_account": "A-1"}', "unknown to_account"),
+        (JSON, b'{"amount": 1, "to_account": 7}', "must be a string"),
+        (JSON, b'{"amount": 1, "to_account": null}', "must be a string"),
         ("text/plain", b'{"amount": 100}', "Content-Type"),
         ("", b'{"amount": 100}', "Content-Type"),
     ],
 )
 def test_transfer_rejects(content_type: str, body: bytes, fragment: str) -> None:
     with pytest.raises(BadRequest) as info:
-        parse_transfer(content_type, body)
+        transfer(body, content_type)
     assert fragment in str(info.value)
 
 
@@ -140,7 +158,29 @@ def test_settings_defaults_and_rejections() -> None:
         {"SERVICE_B_FAILURE_RATE": "-0.1"},
         {"TOPIC_PARTITIONS": "0"},
         {"OPENING_BALANCE_A": "-1"},
+        {"SERVICE_A_ACCOUNTS": "A1"},
+        {"SERVICE_A_ACCOUNTS": "A1=-3"},
+        {"SERVICE_A_ACCOUNTS": "A=5"},
+        {"SERVICE_A_ACCOUNTS": "A 1=5"},
+        {"SERVICE_A_ACCOUNTS": "A1=5,A1=6"},
+        {"SERVICE_A_ACCOUNTS": "A{5..1}=5"},
+        {"SERVICE_B_ACCOUNTS": "C=5"},
     ):
         with pytest.raises(ConfigError) as info:
             load_settings(env)
         assert next(iter(env)) in str(info.value)
+
+
+def test_accounts_are_opened_from_settings() -> None:
+    assert parse_accounts("X", "A-{1..3}=50, SAVINGS=0.5") == {
+        "A-1": 50_00,
+        "A-2": 50_00,
+        "A-3": 50_00,
+        "SAVINGS": 50,
+    }
+    assert list(parse_accounts("X", "A{08..10}=1")) == ["A08", "A09", "A10"]
+    assert parse_accounts("X", "") == {}
+    settings = load_settings({"SERVICE_B_ACCOUNTS": "B-{1..2}=10", "OPENING_BALANCE_B": "7"})
+    assert settings.accounts["service-b"] == {"B": 7_00, "B-1": 10_00, "B-2": 10_00}
+    assert settings.owner_of("B-2") == "service-b" and settings.owner_of("Q") is None
+    assert sum(settings.opening_balances.values()) == 1000_00 + 27_00

@@ -10,8 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from saga_streams.config import load_settings
 from saga_streams.roles import PARTICIPANTS, check_workflows
 from saga_streams.saga.workflow import (
+    FROM_ACCOUNT,
     TRANSFER,
     TRANSFER_WITH_FEE,
     WORKFLOWS,
@@ -111,12 +113,36 @@ def test_the_fee_workflow_moves_amount_plus_fee_amount_and_fee() -> None:
     scenario.success().expect_status("ROLLED_BACK")
 
 
+def test_the_parties_of_a_transfer_are_the_accounts_its_commands_name() -> None:
+    scenario = SagaScenario(TRANSFER_WITH_FEE, 10_00, parties=("A-7", "B-3"))
+    assert scenario.awaited.account == "A-7"
+    assert scenario.success().awaited.account == "B-3"
+    assert scenario.success().awaited.account == "C"  # the fee account is fixed
+    scenario.failure("Fee ledger unavailable").expect_command("service-b-remove")
+    assert scenario.awaited.account == "B-3"
+    assert scenario.success().awaited.account == "A-7"
+    assert scenario.saga is not None
+    assert (scenario.saga.from_account, scenario.saga.to_account) == ("A-7", "B-3")
+
+
+def test_one_party_cannot_belong_to_two_participants() -> None:
+    with pytest.raises(WorkflowError, match="already service-a's"):
+        (
+            saga("confused")
+            .step("service-a", account=FROM_ACCOUNT)
+            .invoke("deduct", topic="t1")
+            .step("service-b", account=FROM_ACCOUNT)
+            .invoke("add", topic="t2")
+            .build()
+        )
+
+
 def test_fee_is_one_percent_rounded_up_and_at_least_a_cent() -> None:
     assert [fee_cents(c) for c in (1, 99, 100, 101, 100_00, 12_345)] == [1, 1, 1, 2, 100, 124]
 
 
 def test_declared_workflows_pass_the_start_up_check() -> None:
-    check_workflows(WORKFLOWS, PARTICIPANTS)
+    check_workflows(WORKFLOWS, PARTICIPANTS, load_settings({}).accounts)
     assert TRANSFER.topics == (
         "service-a-deduct",
         "service-a-refund",
@@ -162,7 +188,7 @@ def test_malformed_declarations_fail_when_built(declare: object, message: str) -
     ("step", "message"),
     [
         (("service-z", "A", "deduct"), "unknown participant 'service-z'"),
-        (("service-a", "B", "deduct"), "owns account A, not B"),
+        (("service-a", "B", "deduct"), "service-a does not own account 'B'"),
         (("service-a", "A", "add"), "cannot 'add'"),
     ],
 )
@@ -170,4 +196,4 @@ def test_start_up_check_names_what_is_wrong(step: tuple[str, str, str], message:
     participant, account, action = step
     workflow = saga("bad").step(participant, account=account).invoke(action, topic="x").build()
     with pytest.raises(WorkflowError, match=message):
-        check_workflows({"bad": workflow}, PARTICIPANTS)
+        check_workflows({"bad": workflow}, PARTICIPANTS, load_settings({}).accounts)

@@ -28,7 +28,7 @@ from saga_streams.messages import (
     decode,
     encode,
 )
-from saga_streams.roles import ORCHESTRATOR
+from saga_streams.roles import ORCHESTRATOR, PARTICIPANTS
 from saga_streams.saga.engine import decide
 from saga_streams.saga.logbook import render
 from saga_streams.tables.deadlines import DeadlineIndex
@@ -96,5 +96,12 @@ async def fire_timeouts() -> None:
 
 
 app.timer(interval=1.0)(fire_timeouts)
-register_saga_views(app, sagas, transfer_requests_topic, settings.retry_policy)
+register_saga_views(
+    app,
+    sagas,
+    transfer_requests_topic,
+    settings.retry_policy,
+    settings.accounts,
+    {role: participant.account for role, participant in PARTICIPANTS.items()},
+)
 register_health_view(app, ORCHESTRATOR)

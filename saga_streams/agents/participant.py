@@ -17,7 +17,7 @@ from saga_streams.messages import ACTION, Command, MessageError, Reply, decode, 
 from saga_streams.money import format_dollars
 from saga_streams.roles import Participant
 from saga_streams.tables.accounts import AccountStore
-from saga_streams.web.balance import register_balance_view
+from saga_streams.web.accounts import register_account_views
 from saga_streams.web.health import register_health_view
 
 __all__ = ["create_participant_app", "describe"]
@@ -62,9 +62,8 @@ def create_participant_app(participant: Participant) -> faust.App:
     role = participant.role
     app = create_app(role, settings)
     log = logging.getLogger(f"saga_streams.{role.name}")
-    accounts = AccountStore(
-        app, settings.partitions, {participant.account: participant.opening_balance(settings)}
-    )
+    owned = participant.accounts(settings)
+    accounts = AccountStore(app, settings.partitions, owned)
     failure_rate = participant.failure_rate(settings)
     topics = participant.topics()
     commands_topic = declare_topic(app, *topics, partitions=settings.partitions)
@@ -112,6 +111,6 @@ def create_participant_app(participant: Participant) -> faust.App:
 
     # concurrency=1: the account is read, changed and written per command, one at a time.
     app.agent(commands_topic, name=f"{role.name}-execute-commands", concurrency=1)(execute_commands)
-    register_balance_view(app, accounts, participant.account)
+    register_account_views(app, accounts, owned, participant.account)
     register_health_view(app, role)
     return app

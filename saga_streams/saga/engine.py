@@ -112,7 +112,7 @@ def _command(ctx: _Context, saga: Saga, number: int, kind: CommandKind) -> tuple
         step=number,
         kind=kind,
         action=name,
-        account=step.account,
+        account=saga.account_of(step),
         amount_cents=step.amount_cents(saga.amount_cents),
         issued_at=state.issued_at,
         attempt=attempt,
@@ -206,8 +206,16 @@ def _start(ctx: _Context, request: TransferRequested) -> Decision:
         steps=tuple(StepState() for _ in ctx.workflow.steps),
         created_at=request.requested_at,
         updated_at=ctx.now,
+        from_account=request.from_account,
+        to_account=request.to_account,
     )
-    started = SagaStarted(saga.saga_id, ctx.workflow.name, saga.amount_cents, len(saga.steps))
+    started = SagaStarted(
+        saga.saga_id,
+        ctx.workflow.name,
+        saga.amount_cents,
+        len(saga.steps),
+        tuple(saga.account_of(step) for step in ctx.workflow.steps),
+    )
     return _then(Decision(saga, events=(started,)), _send(ctx, saga, 1, ACTION))
 
 

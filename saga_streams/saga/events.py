@@ -32,6 +32,7 @@ class SagaStarted:
     workflow: str
     amount_cents: int
     total_steps: int
+    accounts: tuple[str, ...]  # the account of each step, in order
 
 
 @dataclass(frozen=True)

@@ -45,14 +45,14 @@ def render(event: SagaEvent) -> str:
     match event:
         case SagaStarted():
             workflow = WORKFLOWS[event.workflow]
-            first, *rest = workflow.steps
+            (first, *rest), (first_account, *accounts) = workflow.steps, event.accounts
             lines = [
                 f"🚀 STARTING SAGA: {event.saga_id}",
                 f"   Transfer: {format_dollars(event.amount_cents)}",
-                f"   From: {_party(first.participant, first.account)}",
+                f"   From: {_party(first.participant, first_account)}",
             ]
-            for index, step in enumerate(rest):
-                party = _party(step.participant, step.account)
+            for index, (step, account) in enumerate(zip(rest, accounts, strict=True)):
+                party = _party(step.participant, account)
                 if index == 0:
                     lines.append(f"   To: {party}")
                 elif step.amount == "fee":

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from saga_streams.saga.workflow import Step
 
 __all__ = [
     "TERMINAL",
@@ -74,6 +77,10 @@ class Saga:
     #: When the awaited reply is overdue: the command is then sent again, or given up on.
     #: None once the saga has ended.
     deadline: int | None = None
+    #: The transfer's two parties (the steps on FROM_ACCOUNT and TO_ACCOUNT move money
+    #: on these); the seed's A and B for sagas stored before accounts were chosen.
+    from_account: str = "A"
+    to_account: str = "B"
     #: The command whose reply made the latest move. A redelivery of that same reply
     #: means the commands it caused may never have been sent (the worker died between
     #: writing this state and producing them), so the engine sends them again.
@@ -85,6 +92,10 @@ class Saga:
 
     def step(self, number: int) -> StepState:
         return self.steps[number - 1]
+
+    def account_of(self, step: Step) -> str:
+        """The account a step of this saga's workflow moves money on."""
+        return step.account_for(self.from_account, self.to_account)
 
     def with_step(self, number: int, **changes: Any) -> Saga:
         steps = list(self.steps)
@@ -103,6 +114,8 @@ class Saga:
             "failed_step": self.failed_step,
             "deadline": self.deadline,
             "last_move": self.last_move,
+            "from_account": self.from_account,
+            "to_account": self.to_account,
         }
 
     @classmethod
@@ -118,6 +131,8 @@ class Saga:
             failed_step=data.get("failed_step"),
             deadline=data.get("deadline"),
             last_move=data.get("last_move"),
+            from_account=data.get("from_account", "A"),
+            to_account=data.get("to_account", "B"),
         )
 
 

@@ -4,15 +4,19 @@ A saga is declared top to bottom, the way it runs, in the spirit of Eventuate Tr
 ``step().invokeParticipant(...).withCompensation(...)``::
 
     TRANSFER = (
-        saga("transfer", "Take the amount from account A, give it to account B")
-        .step("service-a", account="A")
+        saga("transfer", "Take the amount from one account, give it to another")
+        .step("service-a", account=FROM_ACCOUNT)
         .invoke("deduct", topic="service-a-deduct")
         .with_compensation("refund", topic="service-a-refund")
-        .step("service-b", account="B")
+        .step("service-b", account=TO_ACCOUNT)
         .invoke("add", topic="service-b-add")
         .with_compensation("remove", topic="service-b-remove")
         .build()
     )
+
+A step's account is either one of the transfer's two parties (``FROM_ACCOUNT``,
+``TO_ACCOUNT``: the request's ``from_account`` and ``to_account``) or a fixed account,
+like the fee account C.
 
 The orchestrator knows nothing of money; its engine walks any such declaration. Adding a
 step means adding a ``.step(...)`` here (and a participant that listens on its topics),
@@ -26,6 +30,9 @@ from typing import Literal
 
 __all__ = [
     "DEFAULT_WORKFLOW",
+    "FROM_ACCOUNT",
+    "PARTIES",
+    "TO_ACCOUNT",
     "TRANSFER",
     "TRANSFER_WITH_FEE",
     "WORKFLOWS",
@@ -39,6 +46,13 @@ __all__ = [
 
 #: Which part of the saga's amount a step moves: the amount itself, the fee, or both.
 AmountRule = Literal["amount", "fee", "amount+fee"]
+
+
+#: A step on the account the transfer is paid from (the request's ``from_account``).
+FROM_ACCOUNT = "from_account"
+#: A step on the account the transfer is paid to (the request's ``to_account``).
+TO_ACCOUNT = "to_account"
+PARTIES = (FROM_ACCOUNT, TO_ACCOUNT)
 
 
 class WorkflowError(ValueError):
@@ -55,7 +69,7 @@ class Step:
     """One participant's part of a saga: what to do, and how to undo it."""
 
     participant: str  # "service-a": the role that executes it
-    account: str  # the account the participant moves money on
+    account: str  # FROM_ACCOUNT, TO_ACCOUNT, or a fixed account id ("C")
     action: str  # "deduct"
     action_topic: str  # "service-a-deduct"
     compensation: str | None = None  # "refund"; None when there is nothing to undo
@@ -66,6 +80,14 @@ class Step:
     def label(self) -> str:
         """The seed's name for a step in logs: ``service-a.deduct``."""
         return f"{self.participant}.{self.action}"
+
+    def account_for(self, from_account: str, to_account: str) -> str:
+        """The account this step moves money on, in a transfer between these two."""
+        if self.account == FROM_ACCOUNT:
+            return from_account
+        if self.account == TO_ACCOUNT:
+            return to_account
+        return self.account
 
     def amount_cents(self, saga_amount_cents: int) -> int:
         fee = fee_cents(saga_amount_cents)
@@ -84,16 +106,28 @@ class Workflow:
         if not self.steps:
             raise WorkflowError(f"workflow {self.name!r} has no steps")
         seen: set[str] = set()
+        parties: dict[str, str] = {}
         for number, step in enumerate(self.steps, start=1):
             where = f"workflow {self.name!r}, step {number} ({step.participant})"
             if not step.action or not step.action_topic:
                 raise WorkflowError(f"{where} has no action")
             if (step.compensation is None) != (step.compensation_topic is None):
                 raise WorkflowError(f"{where}: a compensation needs both a name and a topic")
+            owner = parties.setdefault(step.account, step.participant)
+            if step.account in PARTIES and owner != step.participant:
+                raise WorkflowError(
+                    f"{where}: {step.account} is already {owner}'s; "
+                    "one account cannot belong to two participants"
+                )
             for topic in filter(None, (step.action_topic, step.compensation_topic)):
                 if topic in seen:
                     raise WorkflowError(f"{where}: topic {topic!r} is used twice")
                 seen.add(topic)
+
+    def parties(self) -> dict[str, str]:
+        """Which participant owns each party's account: ``{"from_account": "service-a",
+        "to_account": "service-b"}`` for the transfer."""
+        return {s.account: s.participant for s in self.steps if s.account in PARTIES}
 
     def step(self, number: int) -> Step:
         """Steps are numbered from 1, as the seed's logs count them."""
@@ -132,7 +166,8 @@ class SagaBuilder:
     _steps: list[_StepDraft] = field(default_factory=list)
 
     def step(self, participant: str, *, account: str) -> SagaBuilder:
-        """Start the next step: ``participant`` executes it on ``account``."""
+        """Start the next step: ``participant`` executes it on ``account`` (FROM_ACCOUNT,
+        TO_ACCOUNT, or a fixed account id)."""
         self._steps.append(_StepDraft(participant, account))
         return self
 
@@ -186,26 +221,27 @@ def saga(name: str, description: str = "") -> SagaBuilder:
 
 # -- the workflows this system runs ---------------------------------------------------------
 
-#: The seed's money transfer: take from Account A, then give to Account B. The default.
+#: The seed's money transfer: take from Account A, then give to Account B (or between any
+#: account of service A and any of service B). The default.
 TRANSFER = (
-    saga("transfer", "Take the amount from account A, then give it to account B")
-    .step("service-a", account="A")
+    saga("transfer", "Take the amount from an account of service A, then give it to one of B")
+    .step("service-a", account=FROM_ACCOUNT)
     .invoke("deduct", topic="service-a-deduct")
     .with_compensation("refund", topic="service-a-refund")
-    .step("service-b", account="B")
+    .step("service-b", account=TO_ACCOUNT)
     .invoke("add", topic="service-b-add")
     .with_compensation("remove", topic="service-b-remove")
     .build()
 )
 
-#: The same transfer with a 1% fee (at least a cent): A pays amount + fee, B receives the
-#: amount, and the fee account C collects the fee as the third and last step.
+#: The same transfer with a 1% fee (at least a cent): the payer pays amount + fee, the payee
+#: receives the amount, and the fee account C collects the fee as the third and last step.
 TRANSFER_WITH_FEE = (
     saga("transfer-with-fee", "Transfer from A to B; A also pays a 1% fee into account C")
-    .step("service-a", account="A")
+    .step("service-a", account=FROM_ACCOUNT)
     .invoke("deduct", topic="service-a-deduct", amount="amount+fee")
     .with_compensation("refund", topic="service-a-refund")
-    .step("service-b", account="B")
+    .step("service-b", account=TO_ACCOUNT)
     .invoke("add", topic="service-b-add")
     .with_compensation("remove", topic="service-b-remove")
     .step("service-c", account="C")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import faust
 
 from saga_streams.accounts import Account
@@ -11,7 +13,9 @@ __all__ = ["AccountStore"]
 
 
 class AccountStore:
-    def __init__(self, app: faust.App, partitions: int, opening_balances: dict[str, int]) -> None:
+    def __init__(
+        self, app: faust.App, partitions: int, opening_balances: Mapping[str, int]
+    ) -> None:
         self.opening_balances = opening_balances
         self.table = durable_table(
             app,
@@ -22,6 +26,10 @@ class AccountStore:
 
     def is_open(self, account_id: str) -> bool:
         return account_id in self.opening_balances
+
+    def holds(self, account_id: str) -> bool:
+        """Whether this worker holds the account's partition (see web/routing.py)."""
+        return self.table.holds(account_id)
 
     def get(self, account_id: str) -> Account:
         """The account as stored, or as opened if no command has touched it yet."""

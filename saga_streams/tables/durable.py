@@ -30,6 +30,13 @@ class DurableTable(faust.Table[str, Any]):
         self._unacked.append(future)
         return future
 
+    def holds(self, key: str) -> bool:
+        """Whether this worker holds ``key``'s partition as an active one (with several
+        workers per role, each holds some partitions; a standby copy does not count)."""
+        topic = self.changelog_topic.get_topic_name()
+        tp = self.app.producer.key_partition(topic, key.encode())
+        return tp in self.app.assignor.assigned_actives()
+
     async def written(self) -> None:
         """Return once every write so far is acknowledged by Kafka (raise if one failed)."""
         pending, self._unacked = self._unacked or [], []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,10 +14,11 @@ from faust.web import Request, Response, View
 from saga_streams.messages import TransferRequested, encode
 from saga_streams.money import dollars
 from saga_streams.saga.policy import RetryPolicy
-from saga_streams.saga.state import Saga, iso_ms
+from saga_streams.saga.state import Saga, epoch_seconds, iso_ms
 from saga_streams.saga.workflow import DEFAULT_WORKFLOW, WORKFLOWS, Workflow
 from saga_streams.tables.sagas import SagaStore
-from saga_streams.web.validation import BadRequest, parse_saga_query, parse_transfer
+from saga_streams.web.routing import Unavailable, answer_for_key, gather_from_peers, is_forwarded
+from saga_streams.web.validation import BadRequest, SagaQuery, parse_saga_query, parse_transfer
 
 __all__ = ["register_saga_views", "saga_json", "workflow_json"]
 
@@ -33,6 +35,7 @@ def saga_json(saga: Saga, policy: RetryPolicy | None = None) -> dict[str, Any]:
         shown: dict[str, Any] = {
             "step": number,
             "service": step.participant,
+            "account": saga.account_of(step),
             "action": step.action,
             "compensation": step.compensation,
             "outcome": state.outcome,
@@ -47,6 +50,8 @@ def saga_json(saga: Saga, policy: RetryPolicy | None = None) -> dict[str, Any]:
         "saga_id": saga.saga_id,
         "workflow": saga.workflow,
         "amount": dollars(saga.amount_cents),
+        "from_account": saga.from_account,
+        "to_account": saga.to_account,
         "status": saga.status,
         "steps": steps,
         "created_at": iso_ms(saga.created_at),
@@ -83,26 +88,79 @@ def workflow_json(workflow: Workflow) -> dict[str, Any]:
     }
 
 
+def _local_page(sagas: SagaStore, query: SagaQuery, now_ms: int) -> dict[str, Any]:
+    """This worker's share of a page: its first ``limit`` matches after the cursor, newest
+    first, how many match in all, and how many follow the cursor."""
+    # older_than: sagas created that many seconds ago or earlier (stuck ones, with a
+    # non-terminal status filter).
+    cutoff = None if query.older_than is None else now_ms - query.older_than * 1000
+    matching = [
+        s
+        for s in sagas.all()
+        if query.status in (None, s.status) and (cutoff is None or s.created_at <= cutoff)
+    ]
+    after = [
+        s for s in matching if query.cursor is None or (s.created_at, s.saga_id) < query.cursor
+    ]
+    after.sort(key=lambda s: (s.created_at, s.saga_id), reverse=True)
+    return {
+        "sagas": [saga_json(s) for s in after[: query.limit]],
+        "count": len(matching),
+        "remaining": len(after),
+    }
+
+
+def _merge_pages(shares: list[dict[str, Any]], query: SagaQuery) -> dict[str, Any]:
+    """One page out of every worker's share (each already sorted and cut to the limit)."""
+    merged = [saga for share in shares for saga in share["sagas"]]
+    merged.sort(key=lambda s: (s["created_at"], s["saga_id"]), reverse=True)
+    page = merged[: query.limit]
+    next_path = None
+    if sum(share["remaining"] for share in shares) > query.limit:
+        last = page[-1]
+        created = round(epoch_seconds(last["created_at"]) * 1000)
+        params = {"cursor": f"{created}.{last['saga_id']}", "limit": str(query.limit)}
+        if query.status:
+            params["status"] = query.status
+        if query.older_than is not None:
+            params["older_than"] = f"{query.older_than:g}"
+        next_path = f"/sagas?{urlencode(sorted(params.items()))}"
+    return {"sagas": page, "count": sum(share["count"] for share in shares), "next": next_path}
+
+
 def register_saga_views(
-    app: faust.App, sagas: SagaStore, requests: faust.TopicT, policy: RetryPolicy
+    app: faust.App,
+    sagas: SagaStore,
+    requests: faust.TopicT,
+    policy: RetryPolicy,
+    accounts: Mapping[str, Mapping[str, int]],
+    default_accounts: Mapping[str, str],
 ) -> None:
+    """``accounts``: what each participant owns (role -> account ids), to refuse a
+    transfer naming an unknown account; ``default_accounts``: each one's default."""
+
     @app.page("/transfer")
     class Transfer(View):
         async def post(self, request: Request) -> Response:
             try:
                 media_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-                transfer = parse_transfer(media_type, await request.read())
+                transfer = parse_transfer(
+                    media_type, await request.read(), accounts, default_accounts
+                )
             except BadRequest as exc:
                 return self.json({"error": str(exc)}, status=400)
             # The view may not write the saga table (only agents can), so it publishes the
             # request and the orchestrator agent creates the saga. 202 is answered only
-            # once Kafka has acknowledged the request: an accepted saga is never lost.
+            # once Kafka has acknowledged the request: an accepted saga is never lost. The
+            # answer is the seed's, field for field; GET /sagas/{id} shows the accounts.
             saga_id = uuid.uuid4().hex[:16]
             message = TransferRequested(
                 saga_id=saga_id,
                 workflow=transfer.workflow,
                 amount_cents=transfer.amount_cents,
                 requested_at=_now_ms(),
+                from_account=transfer.from_account,
+                to_account=transfer.to_account,
             )
             pending = await requests.send(key=saga_id, value=encode(message))
             await pending
@@ -123,33 +181,16 @@ def register_saga_views(
                 query = parse_saga_query(dict(request.query))
             except BadRequest as exc:
                 return self.json({"error": str(exc)}, status=400)
-            # older_than: sagas created that many seconds ago or earlier (stuck ones, with
-            # a non-terminal status filter).
-            cutoff = None if query.older_than is None else _now_ms() - query.older_than * 1000
-            matching = [
-                s
-                for s in sagas.all()
-                if query.status in (None, s.status) and (cutoff is None or s.created_at <= cutoff)
-            ]
-            matching.sort(key=lambda s: (s.created_at, s.saga_id), reverse=True)
-            after = [
-                s
-                for s in matching
-                if query.cursor is None or (s.created_at, s.saga_id) < query.cursor
-            ]
-            page = after[: query.limit]
-            next_path = None
-            if len(after) > query.limit:
-                last = page[-1]
-                params = {"cursor": f"{last.created_at}.{last.saga_id}", "limit": str(query.limit)}
-                if query.status:
-                    params["status"] = query.status
-                if query.older_than is not None:
-                    params["older_than"] = f"{query.older_than:g}"
-                next_path = f"/sagas?{urlencode(sorted(params.items()))}"
-            return self.json(
-                {"sagas": [saga_json(s) for s in page], "count": len(matching), "next": next_path}
-            )
+            now = _now_ms()
+            try:
+                shares = await gather_from_peers(
+                    self, request, sagas.table, lambda: _local_page(sagas, query, now)
+                )
+            except Unavailable as exc:
+                return self.json({"error": f"{exc}; try again shortly"}, status=503)
+            if is_forwarded(request):
+                return self.json(shares[0])
+            return self.json(_merge_pages(shares, query))
 
     @app.page("/workflows")
     class WorkflowList(View):
@@ -159,7 +200,10 @@ def register_saga_views(
     @app.page("/sagas/{saga_id}")
     class SagaDetail(View):
         async def get(self, request: Request, saga_id: str) -> Response:
-            saga = sagas.get(saga_id)
-            if saga is None:
-                return self.json({"error": f"no saga {saga_id!r}"}, status=404)
-            return self.json(saga_json(saga, policy))
+            async def local() -> Response:
+                saga = sagas.get(saga_id)
+                if saga is None:
+                    return self.json({"error": f"no saga {saga_id!r}"}, status=404)
+                return self.json(saga_json(saga, policy))
+
+            return await answer_for_key(self, request, sagas.table, saga_id, local)

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from saga_streams.money import parse_cents
 from saga_streams.saga.state import TERMINAL
-from saga_streams.saga.workflow import DEFAULT_WORKFLOW, WORKFLOWS
+from saga_streams.saga.workflow import DEFAULT_WORKFLOW, FROM_ACCOUNT, TO_ACCOUNT, WORKFLOWS
 
 __all__ = [
     "SAGA_STATUSES",
+    "AccountQuery",
     "BadRequest",
     "SagaQuery",
     "TransferInput",
+    "parse_account_query",
     "parse_saga_query",
     "parse_transfer",
 ]
@@ -33,6 +36,14 @@ class BadRequest(ValueError):
 class TransferInput:
     amount_cents: int
     workflow: str
+    from_account: str
+    to_account: str
+
+
+@dataclass(frozen=True)
+class AccountQuery:
+    limit: int
+    cursor: str | None  # the last account id already seen
 
 
 @dataclass(frozen=True)
@@ -56,8 +67,18 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def parse_transfer(content_type: str, body: bytes) -> TransferInput:
-    """Validate ``POST /transfer``: JSON ``{"amount": <dollars>, "workflow": <name>?}``."""
+def parse_transfer(
+    content_type: str,
+    body: bytes,
+    accounts: Mapping[str, Mapping[str, object]],
+    defaults: Mapping[str, str],
+) -> TransferInput:
+    """Validate ``POST /transfer``: JSON ``{"amount": <dollars>, "workflow": <name>?,
+    "from_account": <id>?, "to_account": <id>?}``.
+
+    ``accounts`` is what each participant owns (role -> account ids); ``defaults`` each
+    participant's default account, used for a party the request leaves out.
+    """
     if content_type != "application/json":
         raise BadRequest("Content-Type must be application/json")
     try:
@@ -74,13 +95,24 @@ def parse_transfer(content_type: str, body: bytes) -> TransferInput:
         raise BadRequest("body is not valid JSON") from None
     if not isinstance(data, dict):
         raise BadRequest('body must be a JSON object like {"amount": 100}')
-    unknown = sorted(set(data) - {"amount", "workflow"})
+    fields = ("amount", "workflow", FROM_ACCOUNT, TO_ACCOUNT)
+    unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise BadRequest(f"unknown field {unknown[0]!r}; expected 'amount' and 'workflow'")
+        raise BadRequest(f"unknown field {unknown[0]!r}; expected one of {', '.join(fields)}")
     workflow = data.get("workflow", DEFAULT_WORKFLOW)
     if not isinstance(workflow, str) or workflow not in WORKFLOWS:
         known = ", ".join(WORKFLOWS)
         raise BadRequest(f"unknown workflow {workflow!r}; use one of: {known}")
+    parties: dict[str, str] = {}
+    for party, owner in WORKFLOWS[workflow].parties().items():
+        account = data.get(party, defaults[owner])
+        if not isinstance(account, str):
+            raise BadRequest(f"{party} must be a string, an account id of {owner}")
+        if account not in accounts.get(owner, {}):
+            raise BadRequest(f"unknown {party} {account!r}: {owner} has no such account")
+        parties[party] = account
+    if parties.get(FROM_ACCOUNT, "") == parties.get(TO_ACCOUNT):
+        raise BadRequest("from_account and to_account are the same account")
     if "amount" not in data:
         raise BadRequest('missing field "amount"')
     amount = data["amount"]
@@ -88,9 +120,35 @@ def parse_transfer(content_type: str, body: bytes) -> TransferInput:
         # A string that looks like a number is still a string: refuse rather than guess.
         raise BadRequest("amount must be a JSON number, not a string")
     try:
-        return TransferInput(amount_cents=parse_cents(amount), workflow=workflow)
+        amount_cents = parse_cents(amount)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
+    return TransferInput(
+        amount_cents=amount_cents,
+        workflow=workflow,
+        from_account=parties.get(FROM_ACCOUNT, ""),
+        to_account=parties.get(TO_ACCOUNT, ""),
+    )
+
+
+def _limit(query: Mapping[str, str]) -> int:
+    if "limit" not in query:
+        return DEFAULT_PAGE_SIZE
+    raw = query["limit"]
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+        raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}")
+    return int(raw)
+
+
+def parse_account_query(query: Mapping[str, str]) -> AccountQuery:
+    """Validate ``GET /accounts`` parameters: ``limit`` and ``cursor``."""
+    unknown = sorted(set(query) - {"limit", "cursor"})
+    if unknown:
+        raise BadRequest(f"unknown parameter {unknown[0]!r}")
+    cursor = query.get("cursor")
+    if cursor is not None and not cursor:
+        raise BadRequest("cursor is empty; use the 'next' link of the previous page")
+    return AccountQuery(limit=_limit(query), cursor=cursor)
 
 
 def parse_saga_query(query: dict[str, str]) -> SagaQuery:
@@ -101,12 +159,7 @@ def parse_saga_query(query: dict[str, str]) -> SagaQuery:
     status = query.get("status")
     if status is not None and status not in SAGA_STATUSES:
         raise BadRequest(f"status must be one of {', '.join(SAGA_STATUSES)}")
-    limit = DEFAULT_PAGE_SIZE
-    if "limit" in query:
-        raw = query["limit"]
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
-            raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}")
-        limit = int(raw)
+    limit = _limit(query)
     cursor = None
     if "cursor" in query:
         created, _, saga_id = query["cursor"].partition(".")
