@@ -176,6 +176,11 @@ def create_app(role: Role, settings: Settings) -> faust.App:
         store="rocksdb://",
         datadir=str(datadir),
         web_port=role.web_port,
+        # Loopback unless told otherwise (containers set WEB_BIND=0.0.0.0). The web host
+        # goes into the worker's canonical URL, through which the other workers of its
+        # role forward requests for the keys it holds.
+        web_bind=settings.web_bind,
+        web_host=settings.web_host,
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         # Roles discover nothing: each role module imports exactly what it runs.

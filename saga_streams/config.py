@@ -35,6 +35,10 @@ class Settings:
     #: the first is the participant's default (the seed's A, B, C)
     accounts: Mapping[str, Mapping[str, int]]
     retry_policy: RetryPolicy
+    #: Where the worker's web server listens, and the host other workers of its role use
+    #: to reach it (the host of its Faust ``canonical_url``).
+    web_bind: str = "127.0.0.1"
+    web_host: str = "127.0.0.1"
 
     @property
     def opening_balances(self) -> dict[str, int]:
@@ -184,6 +188,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         },
         partitions=_positive_int(env, "TOPIC_PARTITIONS", 4, maximum=256),
         accounts=_participant_accounts(env),
+        web_bind=env.get("WEB_BIND", "").strip() or "127.0.0.1",
+        web_host=env.get("WEB_HOST", "").strip() or "127.0.0.1",
         retry_policy=RetryPolicy(
             step_timeout_ms=_seconds(env, "STEP_TIMEOUT", 5.0, maximum=3600),
             max_attempts=_positive_int(env, "STEP_MAX_ATTEMPTS", 3, maximum=100),

@@ -191,6 +191,7 @@ def outbox(monkeypatch: pytest.MonkeyPatch) -> Outbox:
     monkeypatch.setattr(DurableTable, "holds", lambda table, key: True)
     monkeypatch.setattr(routing, "owner_url", lambda app, table, key: _self_url(app))
     monkeypatch.setattr(routing, "peer_urls", lambda app, table: [_self_url(app)])
+    monkeypatch.setattr(routing, "serving", lambda app: True)
     return box
 
 

@@ -1,8 +1,10 @@
-"""A whole system on one machine: its own broker and one worker process per role.
+"""A whole system on one machine: its own broker and worker processes.
 
-Used by the end-to-end tests and by ``python -m saga_streams chaos``. Each cluster has its
-own broker, ports and data folders, so several never see each other's topics, consumer
-offsets or tables.
+One worker per role to begin with, named after its role; ``add_worker`` starts more of a
+role (``service-a-2``, ...), each with its own web port and data folder, sharing the
+role's partitions. Used by the end-to-end tests, ``python -m saga_streams chaos`` and the
+bench. Each cluster has its own broker, ports and data folders, so several never see each
+other's topics, consumer offsets or tables.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ class LocalCluster:
         self.worker_args = tuple(worker_args)  # e.g. ("--loglevel", "warn")
         kafka_port, controller_port, *web_ports = free_ports(2 + len(ROLES))
         self.kafka = LocalKafka(root / "kafka", port=kafka_port, controller_port=controller_port)
-        self.ports = dict(zip(ROLES, web_ports, strict=True))
+        self.ports = dict(zip(ROLES, web_ports, strict=True))  # worker name -> web port
+        self.role_of = {role: role for role in ROLES}  # worker name -> its role
         self.workers: dict[str, WorkerProcess] = {}
 
     # -- processes ----------------------------------------------------------------------
@@ -54,32 +57,45 @@ class LocalCluster:
         for worker in started:
             worker.wait_ready()
 
+    def add_worker(self, role: str) -> WorkerProcess:
+        """Start one more worker of ``role`` (not waiting for it); its name is the role's
+        with a number, ``service-a-2``."""
+        number = sum(1 for r in self.role_of.values() if r == role) + 1
+        name = f"{role}-{number}"
+        (self.ports[name],) = free_ports(1)
+        self.role_of[name] = role
+        return self.start_worker(name)
+
+    def names(self, role: str) -> list[str]:
+        """The names of ``role``'s workers, the first one first."""
+        return [name for name, r in self.role_of.items() if r == role and name in self.workers]
+
     def start_worker(
         self,
-        role: str,
+        name: str,
         extra_env: Mapping[str, str] | None = None,
         command: list[str] | None = None,
     ) -> WorkerProcess:
         worker = WorkerProcess(
-            role,
-            self.ports[role],
+            self.role_of[name],
+            self.ports[name],
             self.worker_env(extra_env),
-            log_path=self.root / "logs" / f"{role}.log",
+            log_path=self.root / "logs" / f"{name}.log",
             command=command,
             extra_args=self.worker_args,
         )
         worker.start()
-        self.workers[role] = worker
+        self.workers[name] = worker
         return worker
 
-    def restart(self, role: str, kill: bool = False) -> None:
-        worker = self.workers[role]
+    def restart(self, name: str, kill: bool = False) -> None:
+        worker = self.workers[name]
         worker.resume()
         if kill:
             worker.kill()
         else:
             worker.stop()
-        self.start_worker(role).wait_ready()
+        self.start_worker(name).wait_ready()
 
     def close(self) -> None:
         for worker in self.workers.values():
@@ -87,12 +103,13 @@ class LocalCluster:
             worker.stop()
         self.kafka.stop()
 
-    def log(self, role: str) -> str:
-        return self.workers[role].log_text()
+    def log(self, name: str) -> str:
+        return self.workers[name].log_text()
 
     # -- HTTP ---------------------------------------------------------------------------
-    def url(self, role: str, path: str = "") -> str:
-        return f"http://127.0.0.1:{self.ports[role]}{path}"
+    def url(self, name: str, path: str = "") -> str:
+        """``name``: a worker's name; a role's name is its first worker."""
+        return f"http://127.0.0.1:{self.ports[name]}{path}"
 
     def transfer(
         self, amount: Any, timeout: float = 10.0, workflow: str | None = None

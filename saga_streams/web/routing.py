@@ -21,6 +21,8 @@ from faust.types import AppT, CollectionT
 from faust.web import Request, Response, View
 from yarl import URL
 
+from saga_streams.web.health import tables_ready
+
 __all__ = [
     "LOCAL_HEADER",
     "Unavailable",
@@ -29,6 +31,7 @@ __all__ = [
     "is_forwarded",
     "owner_url",
     "peer_urls",
+    "serving",
 ]
 
 LOCAL_HEADER = "X-Saga-Local"
@@ -63,6 +66,11 @@ async def _forward(url: URL) -> tuple[int, Any]:
         raise Unavailable(f"worker {url.host}:{url.port} did not answer ({exc!r})") from None
 
 
+def serving(app: AppT) -> bool:
+    """Whether this worker's tables can be read: not rebalancing, nothing to recover."""
+    return not app.rebalancing and tables_ready(app)
+
+
 def _unavailable(view: View, why: str) -> Response:
     return view.json({"error": f"{why}; try again shortly"}, status=503)
 
@@ -76,26 +84,38 @@ async def answer_for_key(
 ) -> Response:
     """Answer locally if this worker owns ``key``'s partition, else ask the owner."""
     app = view.app
-    if is_forwarded(request):
-        return await local()
-    try:
-        owner = owner_url(app, table, key)
-    except KeyError:
-        return _unavailable(view, "the partitions are being assigned")
-    if _is_self(app, owner):
-        return await local()
-    target = request.url.with_host(owner.host or "127.0.0.1").with_port(owner.port)
-    try:
-        status, body = await _forward(target)
-    except Unavailable as exc:
-        return _unavailable(view, str(exc))
-    return view.json(body, status=status)
+    if not is_forwarded(request):
+        try:
+            owner = owner_url(app, table, key)
+        except KeyError:
+            return _unavailable(view, "the partitions are being assigned")
+        if not _is_self(app, owner):
+            target = request.url.with_host(owner.host or "127.0.0.1").with_port(owner.port)
+            try:
+                status, body = await _forward(target)
+            except Unavailable as exc:
+                return _unavailable(view, str(exc))
+            return view.json(body, status=status)
+    if not serving(app):
+        return _unavailable(view, "this worker is recovering its tables")
+    return await local()
 
 
 def owner_url(app: AppT, table: CollectionT, key: str) -> URL:
     """The web address of the worker holding ``key``'s partition of ``table``; KeyError
-    while partitions are unassigned."""
-    return app.router.key_store(table.name, key)
+    while partitions are unassigned.
+
+    Not Faust's ``router.key_store``: that hashes the key as the changelog serializes it
+    (JSON, with quotes), while a table row lives in the partition of the event that wrote
+    it, and events are keyed by the plain id. Hashing the plain id finds the partition
+    the row is really in.
+    """
+    topic = table.changelog_topic.get_topic_name()
+    partition = app.producer.key_partition(topic, key.encode()).partition
+    for host, topics in app.router.table_metadata(table.name).items():
+        if partition in topics.get(topic, ()):
+            return URL(str(host))
+    raise KeyError(partition)
 
 
 def peer_urls(app: AppT, table: CollectionT) -> list[URL]:
@@ -117,6 +137,8 @@ async def gather_from_peers(
     """
     app = view.app
     if is_forwarded(request):
+        if not serving(app):
+            raise Unavailable("this worker is recovering its tables")
         return [local()]
     answers: list[Any] = []
     remote = []
@@ -125,6 +147,8 @@ async def gather_from_peers(
         raise Unavailable("the partitions are being assigned")
     for url in peers:
         if _is_self(app, url):
+            if not serving(app):
+                raise Unavailable("this worker is recovering its tables")
             answers.append(local())
         else:
             remote.append(request.url.with_host(url.host or "127.0.0.1").with_port(url.port))

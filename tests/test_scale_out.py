@@ -1,0 +1,130 @@
+"""Two workers per role on a real broker: partitions shared, one of each killed mid-load.
+
+Accounts spread over partitions (commands are keyed by account), the sagas over the
+orchestrator's partitions (keyed by saga id). Killing a worker with SIGKILL moves its
+partitions to the other worker of its role, which recovers their tables from the
+changelogs; afterwards every invariant holds, and every saga and balance reads the same
+from either worker's port. Loops are bounded by count and time.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from saga_streams.local.workers import http_json
+from saga_streams.roles import ROLES
+from tests.e2e import Stack
+
+pytestmark = pytest.mark.kafka
+
+A_ACCOUNTS = ["A", *(f"A-{n:02d}" for n in range(1, 13))]
+B_ACCOUNTS = ["B", *(f"B-{n:02d}" for n in range(1, 13))]
+ENV = {
+    "SERVICE_A_ACCOUNTS": "A-{01..12}=100",
+    "SERVICE_B_ACCOUNTS": "B-{01..12}=100",
+    "STEP_TIMEOUT": "2",
+}
+TRANSFERS = 240
+
+
+def assigned(stack: Stack, name: str) -> int:
+    status, body = http_json("GET", stack.url(name, "/health"))
+    return int(body["assigned_partitions"]) if status == 200 else 0
+
+
+def wait_until_shared(stack: Stack, timeout: float = 120.0) -> None:
+    """Until every worker is ready and holds partitions of its own (rebalance settled)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(assigned(stack, name) > 0 for name in stack.workers):
+            return
+        time.sleep(0.5)
+    shares = {name: assigned(stack, name) for name in stack.workers}
+    raise AssertionError(f"partitions not shared after {timeout}s: {shares}")
+
+
+def test_two_workers_per_role_survive_a_sigkill_and_answer_from_either_port(
+    stack_factory: Callable[..., Stack],
+) -> None:
+    stack = stack_factory(**ENV)
+    stack.start()
+    for role in ROLES:
+        stack.add_worker(role)
+    for worker in stack.workers.values():
+        worker.wait_ready()
+    wait_until_shared(stack)
+
+    rng = random.Random(11)
+    victims = {TRANSFERS // 3: "service-a-2", 2 * TRANSFERS // 3: "orchestrator-2"}
+    killed: set[str] = set()
+
+    def one(n: int) -> tuple[int, Any]:
+        body: dict[str, Any] = {
+            "amount": rng.randint(1, 3_000) / 100,
+            "from_account": rng.choice(A_ACCOUNTS),
+            "to_account": rng.choice(B_ACCOUNTS),
+        }
+        if n % 4 == 0:
+            body["workflow"] = "transfer-with-fee"
+        alive = [w for w in stack.names("orchestrator") if w not in killed]
+        return http_json("POST", stack.url(alive[n % len(alive)], "/transfer"), body, 10)
+
+    accepted: list[str] = []
+    with ThreadPoolExecutor(4) as pool:
+        for start in range(0, TRANSFERS, 40):
+            for status, body in pool.map(one, range(start, start + 40)):
+                assert status == 202, body
+                accepted.append(body["saga_id"])
+            if start + 40 in victims:
+                victim = victims[start + 40]
+                stack.workers[victim].kill()
+                killed.add(victim)
+    assert len(accepted) == TRANSFERS
+
+    # The survivors take the victims' partitions and finish every saga...
+    sagas = stack.wait_terminal(accepted, timeout=180)
+    # ...and the victims come back and get partitions again.
+    for victim in killed:
+        stack.start_worker(victim).wait_ready()
+    wait_until_shared(stack)
+
+    stack.assert_invariants()
+    statuses = {s["status"] for s in sagas.values()}
+    assert {"COMPLETED", "FAILED", "ROLLED_BACK"} <= statuses, statuses
+
+    # Every GET, from either port: each saga, each balance, the listings.
+    orchestrators = stack.names("orchestrator")
+    for saga_id, saga in sagas.items():
+        for name in orchestrators:
+            status, body = http_json("GET", stack.url(name, f"/sagas/{saga_id}"))
+            assert status == 200, (name, body)
+            assert (body["status"], body["from_account"]) == (saga["status"], saga["from_account"])
+    listings = [http_json("GET", stack.url(n, "/sagas?limit=1000"))[1] for n in orchestrators]
+    assert listings[0] == listings[1]
+    assert sorted(s["saga_id"] for s in listings[0]["sagas"]) == sorted(accepted)
+    for role, accounts in (("service-a", A_ACCOUNTS), ("service-b", B_ACCOUNTS)):
+        first, second = stack.names(role)
+        for account in accounts:
+            path = f"/balance?account={account}"
+            assert http_json("GET", stack.url(first, path)) == http_json(
+                "GET", stack.url(second, path)
+            )
+        pages = [http_json("GET", stack.url(n, "/accounts"))[1] for n in (first, second)]
+        assert pages[0] == pages[1] and pages[0]["count"] == len(accounts)
+
+    # Commands are keyed by account: one account's commands stay on one partition, and
+    # the accounts spread over several.
+    partitions_of: dict[str, set[str]] = defaultdict(set)
+    out = stack.kcat("-t", "service-a-deduct", "-C", "-e", "-q", "-f", "%k %p\n")
+    for line in out.splitlines():
+        key, partition = line.split()
+        partitions_of[key].add(partition)
+    assert all(len(p) == 1 for p in partitions_of.values()), partitions_of
+    assert len({p for ps in partitions_of.values() for p in ps}) > 1, partitions_of
