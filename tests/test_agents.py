@@ -26,7 +26,7 @@ from faust.web.drivers.aiohttp import Web as AiohttpWeb
 from yarl import URL
 
 from saga_streams.accounts import Account
-from saga_streams.agents import orchestrator, service_a
+from saga_streams.agents import batches, orchestrator, service_a
 from saga_streams.messages import (
     Command,
     Message,
@@ -192,6 +192,8 @@ def outbox(monkeypatch: pytest.MonkeyPatch) -> Outbox:
     monkeypatch.setattr(routing, "owner_url", lambda app, table, key: _self_url(app))
     monkeypatch.setattr(routing, "peer_urls", lambda app, table: [_self_url(app)])
     monkeypatch.setattr(routing, "serving", lambda app: True)
+    # One event per batch: a delivery returns once the agent has handled it.
+    monkeypatch.setattr(batches, "BATCH_MAX", 1)
     return box
 
 

@@ -11,6 +11,7 @@ import time
 
 import faust
 
+from saga_streams.agents.batches import acting_for, in_batches
 from saga_streams.app import (
     TIMEOUT_TOPIC,
     TRANSFER_REQUEST_TOPIC,
@@ -21,6 +22,7 @@ from saga_streams.app import (
     settings_or_exit,
 )
 from saga_streams.messages import (
+    Command,
     MessageError,
     Reply,
     TimeoutElapsed,
@@ -36,7 +38,7 @@ from saga_streams.tables.sagas import SagaStore
 from saga_streams.web.health import register_health_view
 from saga_streams.web.sagas import register_saga_views
 
-__all__ = ["app", "fire_timeouts", "run_sagas"]
+__all__ = ["app", "fire_timeouts", "move", "run_sagas"]
 
 log = logging.getLogger("saga_streams.orchestrator")
 
@@ -61,30 +63,41 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def move(raw: bytes) -> list[tuple[str, Command]]:
+    """Feed one input to the engine and store the saga it returns (without waiting for
+    the changelog); return the commands to send once it is there."""
+    try:
+        message = decode(raw)
+    except MessageError as exc:
+        log.warning("⏭️  Skipped a malformed message: %s", exc)
+        return []
+    if not isinstance(message, TransferRequested | Reply | TimeoutElapsed):
+        log.warning("⏭️  Skipped a %s on an orchestrator topic", type(message).__name__)
+        return []
+    saga = sagas.get(message.saga_id)
+    decision = decide(saga, message, now=now_ms(), policy=settings.retry_policy)
+    if decision.saga is not None and decision.saga != saga:
+        sagas.put(decision.saga)
+        deadlines.track(decision.saga)
+    for event in decision.events:
+        log.info(render(event))
+    return list(decision.commands)
+
+
 @app.agent(saga_inputs_topic, concurrency=1)
 async def run_sagas(stream: faust.StreamT[bytes]) -> None:
     # concurrency=1: with more, Faust can commit an offset past an event still in flight.
-    async for raw in stream:
-        try:
-            message = decode(raw)
-        except MessageError as exc:
-            log.warning("⏭️  Skipped a malformed message: %s", exc)
-            continue
-        if not isinstance(message, TransferRequested | Reply | TimeoutElapsed):
-            log.warning("⏭️  Skipped a %s on an orchestrator topic", type(message).__name__)
-            continue
-        saga = sagas.get(message.saga_id)
-        decision = decide(saga, message, now=now_ms(), policy=settings.retry_policy)
-        if decision.saga is not None and decision.saga != saga:
-            # Durable before anything is sent: a command never outlives the state that
-            # explains it.
-            await sagas.save(decision.saga)
-            deadlines.track(decision.saga)
-        for topic_name, command in decision.commands:
+    async for events in in_batches(stream):
+        outbox: list[tuple[str, Command]] = []
+        for event in events:
+            with acting_for(event):
+                outbox += move(event.value)
+        # Durable before anything is sent: a command never outlives the state that
+        # explains it.
+        await sagas.written()
+        for topic_name, command in outbox:
             # Keyed by account: one account's commands stay in order on one partition.
             await command_topics[topic_name].send(key=command.account, value=encode(command))
-        for event in decision.events:
-            log.info(render(event))
 
 
 async def fire_timeouts() -> None:

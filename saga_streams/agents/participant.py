@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 
 import faust
+from faust.types import EventT
 
 from saga_streams.accounts import Execution, execute
+from saga_streams.agents.batches import acting_for, in_batches
 from saga_streams.app import REPLY_TOPIC, create_app, declare_topic, settings_or_exit
 from saga_streams.faults import should_fail
 from saga_streams.messages import ACTION, Command, MessageError, Reply, decode, encode
@@ -69,45 +71,57 @@ def create_participant_app(participant: Participant) -> faust.App:
     commands_topic = declare_topic(app, *topics, partitions=settings.partitions)
     replies_topic = declare_topic(app, REPLY_TOPIC, partitions=settings.partitions)
 
+    def execute_one(event: EventT[bytes]) -> Reply | None:
+        """Execute one command on its account (stored, not yet in the changelog) and
+        return the reply to send once it is."""
+        try:
+            command = decode(event.value)
+        except MessageError as exc:
+            log.warning("⏭️  Skipped a malformed message: %s", exc)
+            return None
+        kind, effect = topics[event.message.topic]
+        if not isinstance(command, Command) or command.kind != kind:
+            log.warning("⏭️  Skipped a message that is not a %s command: %r", kind, command)
+            return None
+        uncertain = False
+        if not accounts.is_open(command.account):
+            reply_error: str | None = f"UNKNOWN_ACCOUNT: {command.account}"
+            status = "FAILED"
+            log.warning("❌ Unknown account %s [saga %s]", command.account, command.saga_id)
+        else:
+            account = accounts.get(command.account)
+            fails = should_fail(role.name, command.command_id, failure_rate)
+            injected = participant.failure_error if fails else None
+            result = execute(account, command, effect, injected)
+            if result.recorded:
+                accounts.put(account)
+            reply_error, status = result.error, result.status
+            uncertain = result.what == "expired"
+            log.info(describe(command, result))
+        return Reply(
+            command_id=command.command_id,
+            saga_id=command.saga_id,
+            step=command.step,
+            kind=command.kind,
+            service=role.name,
+            action=command.action,
+            status=status,  # type: ignore[arg-type]
+            error=reply_error,
+            uncertain=uncertain,
+        )
+
     async def execute_commands(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            try:
-                command = decode(event.value)
-            except MessageError as exc:
-                log.warning("⏭️  Skipped a malformed message: %s", exc)
-                continue
-            kind, effect = topics[event.message.topic]
-            if not isinstance(command, Command) or command.kind != kind:
-                log.warning("⏭️  Skipped a message that is not a %s command: %r", kind, command)
-                continue
-            if not accounts.is_open(command.account):
-                reply_error: str | None = f"UNKNOWN_ACCOUNT: {command.account}"
-                uncertain = False
-                status = "FAILED"
-                log.warning("❌ Unknown account %s [saga %s]", command.account, command.saga_id)
-            else:
-                account = accounts.get(command.account)
-                fails = should_fail(role.name, command.command_id, failure_rate)
-                injected = participant.failure_error if fails else None
-                result = execute(account, command, effect, injected)
-                if result.recorded:
-                    # The reply goes out only once the money movement is durable.
-                    await accounts.save(account)
-                reply_error, status = result.error, result.status
-                uncertain = result.what == "expired"
-                log.info(describe(command, result))
-            reply = Reply(
-                command_id=command.command_id,
-                saga_id=command.saga_id,
-                step=command.step,
-                kind=command.kind,
-                service=role.name,
-                action=command.action,
-                status=status,  # type: ignore[arg-type]
-                error=reply_error,
-                uncertain=uncertain,
-            )
-            await replies_topic.send(key=command.saga_id, value=encode(reply))
+        async for events in in_batches(stream):
+            replies = []
+            for event in events:
+                with acting_for(event):
+                    reply = execute_one(event)
+                if reply is not None:
+                    replies.append(reply)
+            # The replies go out only once the money movements are durable.
+            await accounts.written()
+            for reply in replies:
+                await replies_topic.send(key=reply.saga_id, value=encode(reply))
 
     # concurrency=1: the account is read, changed and written per command, one at a time.
     app.agent(commands_topic, name=f"{role.name}-execute-commands", concurrency=1)(execute_commands)

@@ -38,7 +38,9 @@ class AccountStore:
             return Account(account_id, self.opening_balances[account_id])
         return Account.from_dict(data)
 
-    async def save(self, account: Account) -> None:
-        """Store the account and wait for its changelog write (see SagaStore.save)."""
+    def put(self, account: Account) -> None:
+        """Store the account; ``written()`` waits for the changelog (see SagaStore.put)."""
         self.table[account.account_id] = account.to_dict()
+
+    async def written(self) -> None:
         await self.table.written()

@@ -25,13 +25,16 @@ class SagaStore:
         data = self.table.get(saga_id)
         return None if data is None else Saga.from_dict(data)
 
-    async def save(self, saga: Saga) -> None:
-        """Store the saga and wait until its changelog write is acknowledged.
+    def put(self, saga: Saga) -> None:
+        """Store the saga; ``written()`` waits for it to reach the changelog.
 
         Only from inside the orchestrator agent: Faust writes the changelog partition of
-        the event being processed. See tables/durable.py for why it waits.
+        the event being processed. See tables/durable.py for why the agent waits.
         """
         self.table[saga.saga_id] = saga.to_dict()
+
+    async def written(self) -> None:
+        """Return once every saga put so far is acknowledged by Kafka."""
         await self.table.written()
 
     def all(self) -> Iterator[Saga]:
