@@ -13,7 +13,7 @@ pytestmark = pytest.mark.kafka
 
 
 def test_bench_runs_both_phases_and_reports_every_figure(tmp_path: Path) -> None:
-    result = run_bench(tmp_path, mode="topic", seconds=3, concurrency=4, rate=0)
+    result = run_bench(tmp_path, mode="topic", seconds=3, concurrency=4, rate=0, accounts=5)
     assert result.sent > 0 and result.completed_in_window > 0
     assert result.statuses.get("COMPLETED") == result.sent  # failure injection is off
     assert set(result.latency_ms) == {"p50", "p95", "p99", "max"}

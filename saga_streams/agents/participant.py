@@ -7,11 +7,12 @@ once, and answers on ``orchestrator-response``.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import faust
 from faust.types import EventT
 
-from saga_streams.accounts import Execution, execute
+from saga_streams.accounts import Account, Execution, execute
 from saga_streams.agents.batches import acting_for, in_batches
 from saga_streams.app import REPLY_TOPIC, create_app, declare_topic, settings_or_exit
 from saga_streams.faults import should_fail
@@ -71,9 +72,11 @@ def create_participant_app(participant: Participant) -> faust.App:
     commands_topic = declare_topic(app, *topics, partitions=settings.partitions)
     replies_topic = declare_topic(app, REPLY_TOPIC, partitions=settings.partitions)
 
-    def execute_one(event: EventT[bytes]) -> Reply | None:
-        """Execute one command on its account (stored, not yet in the changelog) and
-        return the reply to send once it is."""
+    def execute_one(event: EventT[bytes], changed: dict[str, tuple[Account, Any]]) -> Reply | None:
+        """Execute one command on its account and return the reply to send once the
+        account is in the changelog. ``changed``: the accounts this batch has changed so
+        far, each with the event to store it under; stored once, at the end of the batch
+        (a busy account is a large value: its ledger)."""
         try:
             command = decode(event.value)
         except MessageError as exc:
@@ -89,12 +92,13 @@ def create_participant_app(participant: Participant) -> faust.App:
             status = "FAILED"
             log.warning("❌ Unknown account %s [saga %s]", command.account, command.saga_id)
         else:
-            account = accounts.get(command.account)
+            account = changed[command.account][0] if command.account in changed else None
+            account = account or accounts.get(command.account)
             fails = should_fail(role.name, command.command_id, failure_rate)
             injected = participant.failure_error if fails else None
             result = execute(account, command, effect, injected)
             if result.recorded:
-                accounts.put(account)
+                changed[account.account_id] = (account, event)
             reply_error, status = result.error, result.status
             uncertain = result.what == "expired"
             log.info(describe(command, result))
@@ -113,11 +117,15 @@ def create_participant_app(participant: Participant) -> faust.App:
     async def execute_commands(stream: faust.StreamT[bytes]) -> None:
         async for events in in_batches(stream):
             replies = []
+            changed: dict[str, tuple[Account, Any]] = {}
             for event in events:
                 with acting_for(event):
-                    reply = execute_one(event)
+                    reply = execute_one(event, changed)
                 if reply is not None:
                     replies.append(reply)
+            for account, event in changed.values():
+                with acting_for(event):  # the account's partition
+                    accounts.put(account)
             # The replies go out only once the money movements are durable.
             await accounts.written()
             for reply in replies:

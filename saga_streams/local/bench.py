@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -52,6 +53,7 @@ class BenchResult:
     seconds: float
     concurrency: int
     rate_target: float
+    accounts: int = 0  # per service; 0: the seed's A and B only
     sent: int = 0
     completed_in_window: int = 0
     completed_per_s: float = 0.0
@@ -68,6 +70,7 @@ class BenchResult:
             [
                 f"bench ({self.mode}, {self.seconds:g}s, concurrency {self.concurrency}"
                 + (f", rate {self.rate_target:g}/s" if self.rate_target else "")
+                + f", {self.accounts or 1} account(s) per service"
                 + f", {self.machine})",
                 f"  sagas completed: {self.completed_per_s:.1f}/s "
                 f"({self.completed_in_window} in the window, {self.sent} sent)",
@@ -141,8 +144,15 @@ async def _ceiling(bootstrap: str, seconds: float, in_flight: int) -> float:
         await producer.stop()
 
 
+def _parties(accounts: int) -> tuple[str, str]:
+    """A random payer of service A and payee of service B (the seed's A and B if none)."""
+    if not accounts:
+        return "A", "B"
+    return f"A-{random.randint(1, accounts)}", f"B-{random.randint(1, accounts)}"
+
+
 async def _send_sagas(
-    cluster: LocalCluster, mode: str, seconds: float, concurrency: int, rate: float
+    cluster: LocalCluster, mode: str, seconds: float, concurrency: int, rate: float, accounts: int
 ) -> tuple[int, float, float]:
     """Send transfers for ``seconds``, at most ``concurrency`` sagas in flight (and at
     ``rate`` if given); return (sent, window start, window end) in epoch seconds.
@@ -183,7 +193,9 @@ async def _send_sagas(
     async def http_sender(session: aiohttp.ClientSession) -> None:
         nonlocal sent
         while await turn():
-            async with session.post(url, json={"amount": 0.01}) as response:
+            payer, payee = _parties(accounts)
+            body = {"amount": 0.01, "from_account": payer, "to_account": payee}
+            async with session.post(url, json=body) as response:
                 body = await response.json()
             if response.status == 202:
                 mine.add(body["saga_id"])
@@ -196,7 +208,9 @@ async def _send_sagas(
         while await turn():
             saga_id = uuid.uuid4().hex[:16]
             mine.add(saga_id)
-            request = TransferRequested(saga_id, "transfer", 1, int(time.time() * 1000))
+            request = TransferRequested(
+                saga_id, "transfer", 1, int(time.time() * 1000), *_parties(accounts)
+            )
             await producer.send_and_wait(
                 TRANSFER_REQUEST_TOPIC, encode(request), key=saga_id.encode()
             )
@@ -237,7 +251,9 @@ async def _send_sagas(
     return sent, began, time.time()
 
 
-def run_bench(root: Path, mode: str, seconds: float, concurrency: int, rate: float) -> BenchResult:
+def run_bench(
+    root: Path, mode: str, seconds: float, concurrency: int, rate: float, accounts: int = 0
+) -> BenchResult:
     cluster = LocalCluster(
         root,
         {
@@ -246,6 +262,8 @@ def run_bench(root: Path, mode: str, seconds: float, concurrency: int, rate: flo
             "SERVICE_C_FAILURE_RATE": "0",
             # Millions in A, so a long run never ends in INSUFFICIENT_FUNDS.
             "OPENING_BALANCE_A": "100000000",
+            "SERVICE_A_ACCOUNTS": f"A-{{1..{accounts}}}=1000000" if accounts else "",
+            "SERVICE_B_ACCOUNTS": f"B-{{1..{accounts}}}=0" if accounts else "",
         },
         # The seed's log lines cost a formatted record per step; the bench runs quieter.
         worker_args=("--loglevel", "warn"),
@@ -256,6 +274,7 @@ def run_bench(root: Path, mode: str, seconds: float, concurrency: int, rate: flo
         seconds=seconds,
         concurrency=concurrency,
         rate_target=rate,
+        accounts=accounts,
     )
     try:
         cluster.start()
@@ -267,7 +286,7 @@ def run_bench(root: Path, mode: str, seconds: float, concurrency: int, rate: flo
         pids["kafka"] = cluster.kafka.pid
         cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
         result.sent, began, ended = asyncio.run(
-            _send_sagas(cluster, mode, seconds, concurrency, rate)
+            _send_sagas(cluster, mode, seconds, concurrency, rate, accounts)
         )
         sagas = _wait_all_terminal(cluster, timeout=max(60.0, seconds * 3))
         cpu_used = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
@@ -321,13 +340,21 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="transfers per second (0: as fast as the senders go)",
     )
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=100,
+        help="accounts per service, each transfer between a random pair (0: A to B only)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-result.json"))
     args = parser.parse_args(argv)
-    if args.seconds <= 0 or args.concurrency < 1 or args.rate < 0:
-        parser.error("--seconds > 0, --concurrency >= 1, --rate >= 0")
+    if args.seconds <= 0 or args.concurrency < 1 or args.rate < 0 or args.accounts < 0:
+        parser.error("--seconds > 0, --concurrency >= 1, --rate >= 0, --accounts >= 0")
     root = Path(tempfile.mkdtemp(prefix="saga-bench-"))
     try:
-        result = run_bench(root, args.mode, args.seconds, args.concurrency, args.rate)
+        result = run_bench(
+            root, args.mode, args.seconds, args.concurrency, args.rate, args.accounts
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(result.render())
