@@ -15,24 +15,25 @@ Ledger entries are keyed by the id of the *action* a command does or undoes:
 
 A redelivered command finds its entry and gets the original answer again, balance untouched.
 
-The ledger keeps the most recent ``LEDGER_CAPACITY`` actions. Every command carries
-``issued_at``, when the orchestrator first issued its step, and the account remembers the
-newest ``issued_at`` it has evicted (its *horizon*). A command missing from the ledger but
-issued at or before the horizon may have been applied and forgotten, so it is refused
-instead of guessed at: an action is not applied (a replay of an old deduct takes no money),
-and a compensation answers FAILED (``LEDGER_EXPIRED``) without moving money, which keeps
-its saga COMPENSATING and visible to an operator rather than silently wrong.
+The account value keeps only the most recent ``RECENT_ACTIONS`` entries, so the value
+written to the changelog on every change stays small however busy the account is. Older
+entries move to ``archived``, which the caller stores under keys of their own (see
+tables/accounts.py) *before* the account value that no longer holds them: a crash in
+between leaves an entry in both places, never in neither. ``execute`` looks an action up
+in the account value first, then through ``recall``, the caller's window on the archive.
+Nothing is ever forgotten, so no command has to be refused for being too old.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from saga_streams.messages import ACTION, Command, ReplyStatus
 
 __all__ = [
-    "LEDGER_CAPACITY",
+    "RECENT_ACTIONS",
     "Account",
     "ActionRule",
     "Entry",
@@ -42,17 +43,17 @@ __all__ = [
 
 EntryState = Literal["APPLIED", "FAILED", "COMPENSATED", "VOIDED"]
 
-#: How many recent actions an account remembers. A command comes again while its saga
-#: is in flight (a redelivery after a crash, or the orchestrator sending it again after a
-#: timeout), which at the default retry policy means within a few minutes; the oldest go
-#: first. The bound keeps the table value, written to the changelog on every command,
-#: small (about 50 bytes an entry, 100 KB when full).
-LEDGER_CAPACITY = 2000
-
-EXPIRED = "EXPIRED: issued before the oldest command this account remembers"
+#: How many of its latest actions an account keeps in its table value. A command comes
+#: again while its saga is in flight (a redelivery after a crash, or the orchestrator
+#: resending after a timeout), usually within seconds, so most lookups end here; older
+#: entries are archived under their own keys. The bound keeps the value, written to the
+#: changelog on every change, at a few kilobytes (about 50 bytes an entry).
+RECENT_ACTIONS = 64
 
 #: The sign of each action's effect on the balance; a compensation applies the opposite.
 ActionRule = Literal["debit", "credit"]
+#: An action id -> its archived ledger entry, or None if it was never archived.
+Recall = Callable[[str], "Entry | None"]
 
 
 @dataclass(frozen=True)
@@ -62,22 +63,29 @@ class Entry:
     issued_at: int
     error: str | None = None
 
+    def to_list(self) -> list[Any]:
+        """As stored: in the account value's ledger, or alone under an archive key."""
+        return [self.state, self.amount_cents, self.issued_at, self.error]
+
+    @classmethod
+    def from_list(cls, data: list[Any]) -> Entry:
+        return cls(state=data[0], amount_cents=data[1], issued_at=data[2], error=data[3])
+
 
 @dataclass
 class Account:
     account_id: str
     balance_cents: int
     ledger: dict[str, Entry] = field(default_factory=dict)  # insertion-ordered: oldest first
-    horizon: int = 0  # the newest issued_at evicted from the ledger
+    #: Entries moved out of ``ledger`` since the account was loaded, for the caller to
+    #: store under their own keys; not part of the table value.
+    archived: dict[str, Entry] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "account_id": self.account_id,
             "balance_cents": self.balance_cents,
-            "horizon": self.horizon,
-            "ledger": {
-                k: [e.state, e.amount_cents, e.issued_at, e.error] for k, e in self.ledger.items()
-            },
+            "ledger": {k: e.to_list() for k, e in self.ledger.items()},
         }
 
     @classmethod
@@ -85,11 +93,7 @@ class Account:
         return cls(
             account_id=data["account_id"],
             balance_cents=data["balance_cents"],
-            horizon=data.get("horizon", 0),
-            ledger={
-                k: Entry(state=v[0], amount_cents=v[1], issued_at=v[2], error=v[3])
-                for k, v in data["ledger"].items()
-            },
+            ledger={k: Entry.from_list(v) for k, v in data["ledger"].items()},
         )
 
 
@@ -103,9 +107,8 @@ class Execution:
     balance_after: int
     #: applied: money moved now; failed: refused now (funds, injected failure);
     #: voided: a compensation came before its action; repeated: answered from the
-    #: ledger; nothing_to_undo: compensation of a refused action; expired: beyond the
-    #: ledger's memory, refused without a trace.
-    what: Literal["applied", "failed", "voided", "repeated", "nothing_to_undo", "expired"]
+    #: ledger; nothing_to_undo: compensation of a refused action.
+    what: Literal["applied", "failed", "voided", "repeated", "nothing_to_undo"]
 
     @property
     def recorded(self) -> bool:
@@ -115,26 +118,42 @@ class Execution:
 
 def _remember(account: Account, action_id: str, entry: Entry) -> None:
     account.ledger.pop(action_id, None)
+    account.archived.pop(action_id, None)
     account.ledger[action_id] = entry
-    while len(account.ledger) > LEDGER_CAPACITY:
-        oldest = account.ledger.pop(next(iter(account.ledger)))
-        account.horizon = max(account.horizon, oldest.issued_at)
+    while len(account.ledger) > RECENT_ACTIONS:
+        oldest = next(iter(account.ledger))
+        account.archived[oldest] = account.ledger.pop(oldest)
+
+
+def _nowhere(action_id: str) -> Entry | None:
+    return None
+
+
+def _find(account: Account, action_id: str, recall: Recall) -> Entry | None:
+    return account.ledger.get(action_id) or account.archived.get(action_id) or recall(action_id)
 
 
 def _signed(rule: ActionRule, amount: int) -> int:
     return -amount if rule == "debit" else amount
 
 
-def execute(account: Account, command: Command, rule: ActionRule, failure: str | None) -> Execution:
+def execute(
+    account: Account,
+    command: Command,
+    rule: ActionRule,
+    failure: str | None,
+    recall: Recall = _nowhere,
+) -> Execution:
     """Apply ``command`` to ``account`` in place, at most once.
 
     ``rule`` says whether the step's action debits or credits the account. ``failure`` is
     the injected failure decided by the caller for a fresh action (None: no failure).
+    ``recall`` finds an action's entry among those archived before this call.
     """
     before = account.balance_cents
     if command.kind == ACTION:
         action_id = command.command_id
-        seen = account.ledger.get(action_id)
+        seen = _find(account, action_id, recall)
         if seen is not None:
             if seen.state in ("APPLIED", "COMPENSATED"):
                 return Execution("SUCCESS", None, before, before, "repeated")
@@ -142,10 +161,6 @@ def execute(account: Account, command: Command, rule: ActionRule, failure: str |
                 seen.error if seen.state == "FAILED" else "VOIDED: compensated before it arrived"
             )
             return Execution("FAILED", error, before, before, "repeated")
-        if command.issued_at <= account.horizon:
-            # Forgotten or never seen, we cannot tell: refuse, and record nothing, so a
-            # compensation of the original is not mistaken for one of a refused action.
-            return Execution("FAILED", EXPIRED, before, before, "expired")
         delta = _signed(rule, command.amount_cents)
         if failure is None and before + delta < 0:
             failure = "INSUFFICIENT_FUNDS"
@@ -160,11 +175,8 @@ def execute(account: Account, command: Command, rule: ActionRule, failure: str |
     # A compensation undoes exactly what its action did, using the amount the ledger
     # recorded, never the amount the compensation claims.
     action_id = command.undoes or ""
-    seen = account.ledger.get(action_id)
+    seen = _find(account, action_id, recall)
     if seen is None:
-        if command.issued_at <= account.horizon:
-            error = f"LEDGER_EXPIRED: cannot tell whether {action_id} ran here"
-            return Execution("FAILED", error, before, before, "expired")
         _remember(account, action_id, Entry("VOIDED", command.amount_cents, command.issued_at))
         return Execution("SUCCESS", None, before, before, "voided")
     if seen.state == "FAILED":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from saga_streams.accounts import LEDGER_CAPACITY, Account, execute
+from saga_streams.accounts import RECENT_ACTIONS, Account, Entry, execute
 from saga_streams.messages import Command
 
 
@@ -97,10 +97,11 @@ def test_remove_undoes_an_add_on_a_credit_account() -> None:
 
 def test_ledger_is_bounded_and_round_trips() -> None:
     account = Account("A", 10**9)
-    for n in range(LEDGER_CAPACITY + 10):
+    for n in range(RECENT_ACTIONS + 10):
         execute(account, action(f"s{n}-1", 1, issued_at=10 + n), "debit", None)
-    assert len(account.ledger) == LEDGER_CAPACITY
-    assert "s0-1" not in account.ledger and f"s{LEDGER_CAPACITY + 9}-1" in account.ledger
+    assert len(account.ledger) == RECENT_ACTIONS
+    assert "s0-1" not in account.ledger and f"s{RECENT_ACTIONS + 9}-1" in account.ledger
+    assert list(account.archived) == [f"s{n}-1" for n in range(10)]  # the ten oldest
     assert Account.from_dict(account.to_dict()) == account
 
 
@@ -115,19 +116,30 @@ def test_failure_injection_is_stable_per_command_and_near_its_rate() -> None:
     assert all(should_fail("service-a", i, 1.0) for i in ids)
 
 
-def test_commands_older_than_the_ledger_remembers_are_refused_without_moving_money() -> None:
+def test_archived_actions_are_still_answered_and_undone_once() -> None:
+    """Entries that left the account value are found through ``recall``, as the table's
+    archive keys find them, and keep every at-most-once rule."""
     account = Account("A", 10**9)
-    for n in range(LEDGER_CAPACITY + 5):
-        execute(account, action(f"s{n}-1", 1, issued_at=10 + n), "debit", None)
-    assert account.horizon == 10 + 4  # the five oldest were evicted
-    balance, ledger = account.balance_cents, dict(account.ledger)
+    archive: dict[str, Entry] = {}
+    for n in range(RECENT_ACTIONS + 5):
+        execute(account, action(f"s{n}-1", 1, issued_at=10 + n), "debit", None, archive.get)
+        archive.update(account.archived)  # what AccountStore.put stores under own keys
+        account.archived.clear()
+    assert "s0-1" not in account.ledger and "s0-1" in archive
+    balance = account.balance_cents
 
-    replay = execute(account, action("s0-1", 1, issued_at=10), "debit", None)
-    assert (replay.status, replay.what) == ("FAILED", "expired") and not replay.recorded
-    late_undo = execute(account, undo("s1-1", 1, issued_at=11), "debit", None)
-    assert (late_undo.status, late_undo.what) == ("FAILED", "expired")
-    assert "LEDGER_EXPIRED" in (late_undo.error or "")
-    assert (account.balance_cents, account.ledger) == (balance, ledger)
+    replay = execute(account, action("s0-1", 1, issued_at=10), "debit", None, archive.get)
+    assert (replay.status, replay.what) == ("SUCCESS", "repeated") and not replay.recorded
+    assert account.balance_cents == balance
 
-    fresh = execute(account, action("new-1", 1, issued_at=10_000), "debit", None)
-    assert fresh.what == "applied" and account.balance_cents == balance - 1
+    refund = execute(account, undo("s1-1", 1, issued_at=11), "debit", None, archive.get)
+    assert (refund.status, refund.what) == ("SUCCESS", "applied")
+    assert account.balance_cents == balance + 1
+    assert account.ledger["s1-1"].state == "COMPENSATED"  # back in the value, up to date
+    again = execute(account, undo("s1-1", 1, issued_at=11), "debit", None, archive.get)
+    assert again.what == "repeated" and account.balance_cents == balance + 1
+
+    never_seen = execute(account, undo("zz-1", 1, issued_at=5), "debit", None, archive.get)
+    assert never_seen.what == "voided"  # nothing to undo, and the late action is refused
+    late = execute(account, action("zz-1", 1, issued_at=5), "debit", None, archive.get)
+    assert (late.status, late.what) == ("FAILED", "repeated")

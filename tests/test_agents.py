@@ -25,7 +25,7 @@ from faust.types import AgentT, TableT
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 from yarl import URL
 
-from saga_streams.accounts import Account
+from saga_streams.accounts import RECENT_ACTIONS, Account
 from saga_streams.agents import batches, orchestrator, service_a
 from saga_streams.messages import (
     Command,
@@ -451,6 +451,25 @@ def test_redelivered_deduct_is_applied_once_but_answered_each_time(
 
     assert account_a(service_a_app).balance_cents == 900_00
     assert outbox.take() == [answer(deduct_from_a())] * 3
+
+
+def test_an_archived_deduct_is_still_applied_once_and_refunded_once(
+    service_a_agent: AgentDriver, service_a_app: faust.App, outbox: Outbox
+) -> None:
+    first = deduct_from_a(saga_id="first", amount_cents=1_00)
+    service_a_agent.deliver("service-a-deduct", first)
+    for n in range(RECENT_ACTIONS):  # pushes the first out of the account value
+        service_a_agent.deliver("service-a-deduct", deduct_from_a(saga_id=f"s{n}", amount_cents=1))
+    assert "first-1" not in account_a(service_a_app).ledger
+    assert accounts(service_a_app).get("A/first-1") == ["APPLIED", 1_00, 1_000, None]
+    outbox.take()
+
+    service_a_agent.deliver("service-a-deduct", first)  # redelivered, long after
+    service_a_agent.deliver("service-a-refund", refund_to_a(saga_id="first", amount_cents=1_00))
+    service_a_agent.deliver("service-a-refund", refund_to_a(saga_id="first", amount_cents=1_00))
+
+    assert account_a(service_a_app).balance_cents == 1000_00 - RECENT_ACTIONS
+    assert [s.message.status for s in outbox.take()] == ["SUCCESS"] * 3  # type: ignore[union-attr]
 
 
 def test_refund_gives_back_what_the_deduct_took(

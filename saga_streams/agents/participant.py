@@ -86,7 +86,6 @@ def create_participant_app(participant: Participant) -> faust.App:
         if not isinstance(command, Command) or command.kind != kind:
             log.warning("⏭️  Skipped a message that is not a %s command: %r", kind, command)
             return None
-        uncertain = False
         if not accounts.is_open(command.account):
             reply_error: str | None = f"UNKNOWN_ACCOUNT: {command.account}"
             status = "FAILED"
@@ -96,11 +95,11 @@ def create_participant_app(participant: Participant) -> faust.App:
             account = account or accounts.get(command.account)
             fails = should_fail(role.name, command.command_id, failure_rate)
             injected = participant.failure_error if fails else None
-            result = execute(account, command, effect, injected)
+            recall = accounts.recall(command.account)
+            result = execute(account, command, effect, injected, recall)
             if result.recorded:
                 changed[account.account_id] = (account, event)
             reply_error, status = result.error, result.status
-            uncertain = result.what == "expired"
             log.info(describe(command, result))
         return Reply(
             command_id=command.command_id,
@@ -111,7 +110,6 @@ def create_participant_app(participant: Participant) -> faust.App:
             action=command.action,
             status=status,  # type: ignore[arg-type]
             error=reply_error,
-            uncertain=uncertain,
         )
 
     async def execute_commands(stream: faust.StreamT[bytes]) -> None:

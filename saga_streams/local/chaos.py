@@ -60,8 +60,7 @@ class ChaosPlan:
     replays: int = 60  # already-processed commands and replies produced again
     concurrency: int = 4
     #: Transfers per second, all senders together (0: as fast as they go). Paced, the
-    #: faults spread over a longer burst, and the burst stays within what the accounts'
-    #: ledgers remember while sagas retry (see accounts.LEDGER_CAPACITY).
+    #: faults spread over a longer burst and hit sagas at every stage.
     rate: float = 15.0
     seed: int = 1
     max_seconds: float = 900.0  # the whole run, however it goes
