@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 JARS_STAMP := $(VENV)/.kafka-jars
 
-.PHONY: install tools run kafka test unit lint chaos audit clean
+.PHONY: install tools run kafka test unit lint chaos audit bench clean
 
 install: $(STAMP) $(JARS_STAMP)
 
@@ -49,6 +49,10 @@ chaos: install
 # Check the invariants of the system `make run` started, through its HTTP API.
 audit: install
 	$(PY) -m saga_streams audit
+
+# The figures of BENCHMARKS.md: about five minutes; results in bench-results/.
+bench: install
+	$(PY) -m saga_streams bench --suite bench-results --seconds 60 --concurrency 64
 
 unit: install
 	$(PY) -m pytest -m "not kafka"

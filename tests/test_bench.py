@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from saga_streams.local.bench import run_bench
+from saga_streams.local.bench import run_bench, table_row
 
 pytestmark = pytest.mark.kafka
 
@@ -24,6 +24,8 @@ def test_bench_runs_both_phases_and_reports_every_figure(tmp_path: Path) -> None
         "service-b",
         "service-c",
         "kafka",
+        "load generator",
     }
     assert result.ceiling_round_trips_per_s > 0 and result.ratio_to_ceiling > 0
     assert "sagas / ceiling" in result.render()
+    assert table_row(result, "smoke").startswith("| smoke | ")

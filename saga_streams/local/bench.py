@@ -284,6 +284,7 @@ def run_bench(
         )
         pids = {role: w.proc.pid if w.proc else None for role, w in cluster.workers.items()}
         pids["kafka"] = cluster.kafka.pid
+        pids["load generator"] = os.getpid()  # this process: it shares the machine too
         cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
         result.sent, began, ended = asyncio.run(
             _send_sagas(cluster, mode, seconds, concurrency, rate, accounts)
@@ -313,6 +314,43 @@ def run_bench(
     if result.ceiling_round_trips_per_s:
         result.ratio_to_ceiling = result.completed_per_s / result.ceiling_round_trips_per_s
     return result
+
+
+def table_row(result: BenchResult, label: str) -> str:
+    """One line of the BENCHMARKS.md table."""
+    lat = result.latency_ms
+    return (
+        f"| {label} | {result.completed_per_s:,.1f} | {lat['p50']:.0f} ms | {lat['p95']:.0f} ms "
+        f"| {lat['p99']:.0f} ms | {lat['max']:.0f} ms | {result.ceiling_round_trips_per_s:,.0f} "
+        f"| {result.ratio_to_ceiling:.1%} |"
+    )
+
+
+def run_suite(out: Path, seconds: float, concurrency: int, accounts: int) -> str:
+    """The runs BENCHMARKS.md reports: as fast as possible onto the topic and through
+    HTTP, then onto the topic at half the rate reached; JSON files and a markdown table
+    go to ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    runs: list[tuple[str, str, float]] = [("topic", "topic", 0.0), ("http", "http", 0.0)]
+    for name, mode, rate in runs:
+        with tempfile.TemporaryDirectory(prefix="saga-bench-") as root:
+            result = run_bench(Path(root), mode, seconds, concurrency, rate, accounts)
+        print(result.render(), file=sys.stderr)
+        (out / f"{name}.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
+        rows.append(table_row(result, f"{mode}, {seconds:g} s, {concurrency} in flight"))
+        if name == "topic":
+            half = round(result.completed_per_s / 2, 1)
+            runs.append(("half-rate", "topic", half))
+        if rate:
+            rows[-1] = table_row(result, f"topic at {rate:g}/s (half), {seconds:g} s")
+    header = (
+        "| run | sagas/s | p50 | p95 | p99 | max | ceiling (round trips/s) | share |\n"
+        "|---|---|---|---|---|---|---|---|"
+    )
+    table = "\n".join([header, *rows]) + "\n"
+    (out / "summary.md").write_text(table)
+    return table
 
 
 def _wait_all_terminal(cluster: LocalCluster, timeout: float) -> list[dict[str, Any]]:
@@ -347,9 +385,18 @@ def main(argv: list[str] | None = None) -> int:
         help="accounts per service, each transfer between a random pair (0: A to B only)",
     )
     parser.add_argument("--out", type=Path, default=Path("bench-result.json"))
+    parser.add_argument(
+        "--suite",
+        type=Path,
+        metavar="DIR",
+        help="run the BENCHMARKS.md set (topic, http, topic at half rate) into DIR",
+    )
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.concurrency < 1 or args.rate < 0 or args.accounts < 0:
         parser.error("--seconds > 0, --concurrency >= 1, --rate >= 0, --accounts >= 0")
+    if args.suite is not None:
+        print(run_suite(args.suite, args.seconds, args.concurrency, args.accounts))
+        return 0
     root = Path(tempfile.mkdtemp(prefix="saga-bench-"))
     try:
         result = run_bench(
