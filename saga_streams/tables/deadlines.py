@@ -1,13 +1,18 @@
 """Which sagas wait for a reply, and until when: an in-memory index over the saga table.
 
-Derived state only: it is rebuilt from the table when the worker's partitions change (and
-now and then, to be safe), and kept current by the agent after every write. Losing it
-costs nothing but a rebuild; the deadlines themselves live in the table.
+Derived state only: it is rebuilt from the table when the worker's partitions change, and
+kept current by the agent after every write. Losing it costs nothing but a rebuild; the
+deadlines themselves live in the table.
+
+A rebuild reads every saga the worker holds, finished ones included, so it happens only
+on a rebalance: done every 30 s "to be safe", it blocked the event loop for longer and
+longer as history grew (a measurable latency tail after a minute of load). What it used
+to guard against, a timeout sent but never acted on, is covered by sending a timeout
+again when its saga is still overdue ``RESEND_AFTER_S`` later.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Hashable, Iterable
 
 from saga_streams.saga.state import Saga
@@ -16,14 +21,15 @@ __all__ = ["DeadlineIndex"]
 
 
 class DeadlineIndex:
-    #: Rebuild at least this often, even when the partitions did not change.
-    REBUILD_EVERY_S = 30.0
+    #: A saga still overdue this long after its timeout was sent gets another one (the
+    #: engine ignores a timeout for a deadline the saga has moved past).
+    RESEND_AFTER_S = 30.0
 
     def __init__(self) -> None:
         self._deadlines: dict[str, int] = {}  # saga id -> deadline (epoch ms)
-        self._fired: dict[str, int] = {}  # saga id -> deadline a timeout was sent for
+        #: saga id -> (the deadline a timeout was sent for, when: epoch ms)
+        self._fired: dict[str, tuple[int, int]] = {}
         self._built_for: Hashable = None  # the partition assignment it was built for
-        self._built_at = float("-inf")  # time.monotonic() of the last rebuild
 
     def track(self, saga: Saga) -> None:
         """Record a saga's latest state (called after every write of the saga)."""
@@ -38,19 +44,24 @@ class DeadlineIndex:
         self._fired = {}  # a timeout lost in flight is sent again
 
     def refresh(self, assignment: Hashable, read_sagas: Callable[[], Iterable[Saga]]) -> None:
-        """Rebuild when this worker's partitions changed, or when the index is old."""
-        now = time.monotonic()
-        if assignment != self._built_for or now - self._built_at > self.REBUILD_EVERY_S:
+        """Rebuild when this worker's partitions changed."""
+        if assignment != self._built_for:
             self.rebuild(read_sagas())
-            self._built_for, self._built_at = assignment, now
+            self._built_for = assignment
 
     def due(self, now: int, limit: int) -> list[tuple[str, int]]:
-        """Overdue sagas not yet told, oldest deadline first; marks them told."""
+        """Overdue sagas not yet told (or told long ago), oldest deadline first; marks
+        them told."""
+        resend_before = now - round(self.RESEND_AFTER_S * 1000)
         overdue = sorted(
             (deadline, saga_id)
             for saga_id, deadline in self._deadlines.items()
-            if deadline <= now and self._fired.get(saga_id) != deadline
+            if deadline <= now and not self._told(saga_id, deadline, resend_before)
         )[:limit]
         for deadline, saga_id in overdue:
-            self._fired[saga_id] = deadline
+            self._fired[saga_id] = (deadline, now)
         return [(saga_id, deadline) for deadline, saga_id in overdue]
+
+    def _told(self, saga_id: str, deadline: int, resend_before: int) -> bool:
+        fired = self._fired.get(saga_id)
+        return fired is not None and fired[0] == deadline and fired[1] > resend_before
