@@ -6,6 +6,7 @@ Its changelog is ``saga-orchestrator-sagas-changelog``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import faust
 
@@ -36,6 +37,11 @@ class SagaStore:
     async def written(self) -> None:
         """Return once every saga put so far is acknowledged by Kafka."""
         await self.table.written()
+
+    def stored(self) -> Iterator[dict[str, Any]]:
+        """Every saga this worker holds, as stored: cheaper than ``all()`` when most are
+        only filtered out (``Saga.from_dict`` is most of the cost of reading one)."""
+        yield from self.table.values()
 
     def all(self) -> Iterator[Saga]:
         """Every saga this worker holds (all of them while one worker runs the role)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import time
 import uuid
 from collections.abc import Mapping
@@ -94,17 +95,17 @@ def _local_page(sagas: SagaStore, query: SagaQuery, now_ms: int) -> dict[str, An
     # older_than: sagas created that many seconds ago or earlier (stuck ones, with a
     # non-terminal status filter).
     cutoff = None if query.older_than is None else now_ms - query.older_than * 1000
+    # Filtered and sorted as stored; only the page is turned into Saga objects.
     matching = [
-        s
-        for s in sagas.all()
-        if query.status in (None, s.status) and (cutoff is None or s.created_at <= cutoff)
+        (data["created_at"], data["saga_id"], data)
+        for data in sagas.stored()
+        if query.status in (None, data["status"])
+        and (cutoff is None or data["created_at"] <= cutoff)
     ]
-    after = [
-        s for s in matching if query.cursor is None or (s.created_at, s.saga_id) < query.cursor
-    ]
-    after.sort(key=lambda s: (s.created_at, s.saga_id), reverse=True)
+    after = [m for m in matching if query.cursor is None or (m[0], m[1]) < query.cursor]
+    page = heapq.nlargest(query.limit, after, key=lambda m: (m[0], m[1]))
     return {
-        "sagas": [saga_json(s) for s in after[: query.limit]],
+        "sagas": [saga_json(Saga.from_dict(data)) for _, _, data in page],
         "count": len(matching),
         "remaining": len(after),
     }
