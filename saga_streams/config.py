@@ -45,13 +45,6 @@ class Settings:
         """Every account of every participant -> its opening balance in cents."""
         return {a: cents for owned in self.accounts.values() for a, cents in owned.items()}
 
-    def owner_of(self, account: str) -> str | None:
-        """The participant role that owns ``account``, or None if no one does."""
-        for role, owned in self.accounts.items():
-            if account in owned:
-                return role
-        return None
-
 
 def _rate(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)

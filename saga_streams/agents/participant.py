@@ -7,7 +7,6 @@ once, and answers on ``orchestrator-response``.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import faust
 from faust.types import EventT
@@ -24,6 +23,9 @@ from saga_streams.web.accounts import register_account_views
 from saga_streams.web.health import register_health_view
 
 __all__ = ["create_participant_app", "describe"]
+
+#: Account id -> the account as a batch has changed it, and the event to store it under.
+Changed = dict[str, tuple[Account, EventT[bytes]]]
 
 
 def _past(action: str) -> str:
@@ -72,11 +74,11 @@ def create_participant_app(participant: Participant) -> faust.App:
     commands_topic = declare_topic(app, *topics, partitions=settings.partitions)
     replies_topic = declare_topic(app, REPLY_TOPIC, partitions=settings.partitions)
 
-    def execute_one(event: EventT[bytes], changed: dict[str, tuple[Account, Any]]) -> Reply | None:
+    def execute_one(event: EventT[bytes], changed: Changed) -> Reply | None:
         """Execute one command on its account and return the reply to send once the
         account is in the changelog. ``changed``: the accounts this batch has changed so
-        far, each with the event to store it under; stored once, at the end of the batch
-        (a busy account is a large value: its ledger)."""
+        far, each with the event to store it under; each is stored once, at the end of
+        the batch, however many of its commands the batch holds."""
         try:
             command = decode(event.value)
         except MessageError as exc:
@@ -91,8 +93,8 @@ def create_participant_app(participant: Participant) -> faust.App:
             status = "FAILED"
             log.warning("❌ Unknown account %s [saga %s]", command.account, command.saga_id)
         else:
-            account = changed[command.account][0] if command.account in changed else None
-            account = account or accounts.get(command.account)
+            cached = changed.get(command.account)
+            account = cached[0] if cached else accounts.get(command.account)
             fails = should_fail(role.name, command.command_id, failure_rate)
             injected = participant.failure_error if fails else None
             recall = accounts.recall(command.account)
@@ -115,7 +117,7 @@ def create_participant_app(participant: Participant) -> faust.App:
     async def execute_commands(stream: faust.StreamT[bytes]) -> None:
         async for events in in_batches(stream):
             replies = []
-            changed: dict[str, tuple[Account, Any]] = {}
+            changed: Changed = {}
             for event in events:
                 with acting_for(event):
                     reply = execute_one(event, changed)
@@ -129,7 +131,7 @@ def create_participant_app(participant: Participant) -> faust.App:
             for reply in replies:
                 await replies_topic.send(key=reply.saga_id, value=encode(reply))
 
-    # concurrency=1: the account is read, changed and written per command, one at a time.
+    # concurrency=1: one batch at a time, each account read, changed and written in turn.
     app.agent(commands_topic, name=f"{role.name}-execute-commands", concurrency=1)(execute_commands)
     register_account_views(app, accounts, owned, participant.account)
     register_health_view(app, role)

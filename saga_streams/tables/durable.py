@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import faust
-from faust.types import FutureMessage
+from faust.types import TP, FutureMessage
 
 __all__ = ["DurableTable", "durable_table"]
 
@@ -30,12 +30,20 @@ class DurableTable(faust.Table[str, Any]):
         self._unacked.append(future)
         return future
 
+    def partition_of(self, key: str) -> TP:
+        """The changelog partition a row keyed ``key`` lives in.
+
+        A row is written in the partition of the event that wrote it, and events are
+        keyed by the plain id; Faust's own ``router.key_store`` hashes the key as the
+        changelog serializes it (JSON, in quotes) and finds another partition half the
+        time.
+        """
+        return self.app.producer.key_partition(self.changelog_topic.get_topic_name(), key.encode())
+
     def holds(self, key: str) -> bool:
         """Whether this worker holds ``key``'s partition as an active one (with several
         workers per role, each holds some partitions; a standby copy does not count)."""
-        topic = self.changelog_topic.get_topic_name()
-        tp = self.app.producer.key_partition(topic, key.encode())
-        return tp in self.app.assignor.assigned_actives()
+        return self.partition_of(key) in self.app.assignor.assigned_actives()
 
     async def written(self) -> None:
         """Return once every write so far is acknowledged by Kafka (raise if one failed)."""

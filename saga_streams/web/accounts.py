@@ -20,6 +20,7 @@ from saga_streams.web.routing import (
     answer_for_key,
     gather_from_peers,
     is_forwarded,
+    unavailable,
 )
 from saga_streams.web.validation import BadRequest, parse_account_query
 
@@ -69,14 +70,13 @@ def register_account_views(
             try:
                 shares = await gather_from_peers(self, request, accounts.table, local)
             except Unavailable as exc:
-                return self.json({"error": f"{exc}; try again shortly"}, status=503)
-            found = {item["account"]: item for share in shares for item in share["accounts"]}
+                return unavailable(self, str(exc))
             if is_forwarded(request):
                 return self.json(shares[0])
+            found = {item["account"]: item for share in shares for item in share["accounts"]}
             missing = [a for a in page if a not in found]
             if missing:
-                why = f"no worker holds account {missing[0]!r} right now"
-                return self.json({"error": f"{why}; try again shortly"}, status=503)
+                return unavailable(self, f"no worker holds account {missing[0]!r} right now")
             next_path = None
             if len(after) > query.limit:
                 next_path = "/accounts?" + urlencode({"cursor": page[-1], "limit": query.limit})

@@ -21,6 +21,7 @@ from faust.types import AppT, CollectionT
 from faust.web import Request, Response, View
 from yarl import URL
 
+from saga_streams.tables.durable import DurableTable
 from saga_streams.web.health import tables_ready
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "owner_url",
     "peer_urls",
     "serving",
+    "unavailable",
 ]
 
 LOCAL_HEADER = "X-Saga-Local"
@@ -71,14 +73,15 @@ def serving(app: AppT) -> bool:
     return not app.rebalancing and tables_ready(app)
 
 
-def _unavailable(view: View, why: str) -> Response:
+def unavailable(view: View, why: str) -> Response:
+    """503: no worker can answer for this right now."""
     return view.json({"error": f"{why}; try again shortly"}, status=503)
 
 
 async def answer_for_key(
     view: View,
     request: Request,
-    table: CollectionT,
+    table: DurableTable,
     key: str,
     local: Callable[[], Awaitable[Response]],
 ) -> Response:
@@ -88,34 +91,28 @@ async def answer_for_key(
         try:
             owner = owner_url(app, table, key)
         except KeyError:
-            return _unavailable(view, "the partitions are being assigned")
+            return unavailable(view, "the partitions are being assigned")
         if not _is_self(app, owner):
             target = request.url.with_host(owner.host or "127.0.0.1").with_port(owner.port)
             try:
                 status, body = await _forward(target)
             except Unavailable as exc:
-                return _unavailable(view, str(exc))
+                return unavailable(view, str(exc))
             return view.json(body, status=status)
     if not serving(app):
-        return _unavailable(view, "this worker is recovering its tables")
+        return unavailable(view, "this worker is recovering its tables")
     return await local()
 
 
-def owner_url(app: AppT, table: CollectionT, key: str) -> URL:
+def owner_url(app: AppT, table: DurableTable, key: str) -> URL:
     """The web address of the worker holding ``key``'s partition of ``table``; KeyError
-    while partitions are unassigned.
-
-    Not Faust's ``router.key_store``: that hashes the key as the changelog serializes it
-    (JSON, with quotes), while a table row lives in the partition of the event that wrote
-    it, and events are keyed by the plain id. Hashing the plain id finds the partition
-    the row is really in.
-    """
-    topic = table.changelog_topic.get_topic_name()
-    partition = app.producer.key_partition(topic, key.encode()).partition
+    while partitions are unassigned. (Not Faust's ``router.key_store``: see
+    ``DurableTable.partition_of``.)"""
+    tp = table.partition_of(key)
     for host, topics in app.router.table_metadata(table.name).items():
-        if partition in topics.get(topic, ()):
+        if tp.partition in topics.get(tp.topic, ()):
             return URL(str(host))
-    raise KeyError(partition)
+    raise KeyError(tp)
 
 
 def peer_urls(app: AppT, table: CollectionT) -> list[URL]:

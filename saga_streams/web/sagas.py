@@ -18,7 +18,13 @@ from saga_streams.saga.policy import RetryPolicy
 from saga_streams.saga.state import Saga, epoch_seconds, iso_ms
 from saga_streams.saga.workflow import DEFAULT_WORKFLOW, WORKFLOWS, Workflow
 from saga_streams.tables.sagas import SagaStore
-from saga_streams.web.routing import Unavailable, answer_for_key, gather_from_peers, is_forwarded
+from saga_streams.web.routing import (
+    Unavailable,
+    answer_for_key,
+    gather_from_peers,
+    is_forwarded,
+    unavailable,
+)
 from saga_streams.web.validation import BadRequest, SagaQuery, parse_saga_query, parse_transfer
 
 __all__ = ["register_saga_views", "saga_json", "workflow_json"]
@@ -188,7 +194,7 @@ def register_saga_views(
                     self, request, sagas.table, lambda: _local_page(sagas, query, now)
                 )
             except Unavailable as exc:
-                return self.json({"error": f"{exc}; try again shortly"}, status=503)
+                return unavailable(self, str(exc))
             if is_forwarded(request):
                 return self.json(shares[0])
             return self.json(_merge_pages(shares, query))
