@@ -47,9 +47,6 @@ class Participant:
     def accounts_variable(self) -> str:
         return f"{self.role.name.upper().replace('-', '_')}_ACCOUNTS"
 
-    def opening_balance(self, settings: Settings) -> int:
-        return settings.accounts[self.role.name][self.account]
-
     def accounts(self, settings: Settings) -> Mapping[str, int]:
         """Every account this participant owns -> its opening balance in cents."""
         return settings.accounts[self.role.name]
