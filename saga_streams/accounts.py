@@ -107,8 +107,9 @@ class Execution:
     balance_after: int
     #: applied: money moved now; failed: refused now (funds, injected failure);
     #: voided: a compensation came before its action; repeated: answered from the
-    #: ledger; nothing_to_undo: compensation of a refused action.
-    what: Literal["applied", "failed", "voided", "repeated", "nothing_to_undo"]
+    #: ledger; nothing_to_undo: compensation of a refused action; refused: not done
+    #: now and not recorded (a compensation that would overdraw), to be tried again.
+    what: Literal["applied", "failed", "voided", "repeated", "nothing_to_undo", "refused"]
 
     @property
     def recorded(self) -> bool:
@@ -183,6 +184,11 @@ def execute(
         return Execution("SUCCESS", None, before, before, "nothing_to_undo")
     if seen.state != "APPLIED":
         return Execution("SUCCESS", None, before, before, "repeated")
-    account.balance_cents = before - _signed(rule, seen.amount_cents)
+    after = before - _signed(rule, seen.amount_cents)
+    if after < 0:
+        # Undoing a credit the account has spent since: no balance goes below zero. Not
+        # recorded; the orchestrator sends the compensation again until it can be done.
+        return Execution("FAILED", "INSUFFICIENT_FUNDS", before, before, "refused")
+    account.balance_cents = after
     _remember(account, action_id, Entry("COMPENSATED", seen.amount_cents, seen.issued_at))
-    return Execution("SUCCESS", None, before, account.balance_cents, "applied")
+    return Execution("SUCCESS", None, before, after, "applied")

@@ -1,11 +1,13 @@
 """``python -m saga_streams audit``: check the invariants through the HTTP API.
 
-Reads every saga and every balance, then checks, per DESIGN.md section 4:
+Reads every saga and every balance, then checks the invariants (README, "Invariants"):
 1. conservation: the accounts hold the opening total, less what in-flight sagas hold;
 2. outcome consistency: each balance is its opening balance plus the effects of the
    COMPLETED sagas (exactly, with no saga in flight; within the in-flight amounts else);
 4. termination: no saga older than ``--stuck-after`` seconds is still in flight;
-5. no negative balance.
+5. no negative balance;
+and that no key of any role's table is held in a partition it does not belong to (a
+phantom copy of an account or a saga, ``GET /integrity``).
 Prints a short report; exits 1 on any violation, 2 if an API cannot be read.
 """
 
@@ -26,7 +28,7 @@ from saga_streams.roles import PARTICIPANTS
 from saga_streams.saga.state import TERMINAL, epoch_seconds
 from saga_streams.saga.workflow import WORKFLOWS
 
-__all__ = ["AuditReport", "audit", "audit_api", "main"]
+__all__ = ["AuditReport", "audit", "audit_api", "main", "misplaced_violation"]
 
 
 @dataclass
@@ -34,6 +36,7 @@ class AuditReport:
     balances: dict[str, int]  # account -> cents
     opening: dict[str, int]
     statuses: Counter[str] = field(default_factory=Counter)
+    misplaced: int = 0  # keys held in a partition they do not belong to
     in_flight: int = 0
     violations: list[str] = field(default_factory=list)
 
@@ -66,14 +69,28 @@ _SHOWN = 8
 def _effects(saga: Mapping[str, Any]) -> dict[str, int]:
     """What a saga does to each account when it completes: account -> signed cents."""
     effects: dict[str, int] = {}
+    workflow = WORKFLOWS.get(saga["workflow"])
+    if workflow is None:  # refused before any step: it names a workflow that does not exist
+        return effects
     amount = cents(saga["amount"])
     parties = saga.get("from_account", "A"), saga.get("to_account", "B")
-    for step in WORKFLOWS[saga["workflow"]].steps:
+    for step in workflow.steps:
         participant = PARTICIPANTS[step.participant]
         sign = -1 if participant.effects[step.action] == "debit" else 1
         account = step.account_for(*parties)
         effects[account] = effects.get(account, 0) + sign * step.amount_cents(amount)
     return effects
+
+
+def misplaced_violation(role: str, item: Mapping[str, Any]) -> str:
+    """``account A held in partitions 1 and 3 (it belongs in 1)``, from ``GET /integrity``."""
+    key, home, held = item["key"], item["partition"], item["held_in"]
+    noun = "saga" if role == "orchestrator" else ("ledger entry" if "/" in key else "account")
+    where = " and ".join(str(p) for p in held)
+    return (
+        f"{noun} {key} held in partition{'s' if len(held) > 1 else ''} {where} "
+        f"(it belongs in {home}; {role})"
+    )
 
 
 def audit(
@@ -82,10 +99,14 @@ def audit(
     opening: Mapping[str, int],
     stuck_after_s: float,
     now_s: float | None = None,
+    misplaced: Sequence[str] = (),
 ) -> AuditReport:
-    """The checks themselves, on data already read (pure, so it is unit-tested)."""
+    """The checks themselves, on data already read (pure, so it is unit-tested).
+    ``misplaced``: one line per key held in a partition it does not belong to."""
     now_s = time.time() if now_s is None else now_s
     report = AuditReport(balances=dict(balances), opening=dict(opening))
+    report.misplaced = len(misplaced)
+    report.violations.extend(f"partitioning: {line}" for line in misplaced)
     expected = dict(opening)
     low = dict(opening)  # with in-flight sagas, a balance lies within [low, high]
     high = dict(opening)
@@ -161,7 +182,15 @@ def audit_api(urls: Mapping[str, str], settings: Settings, stuck_after_s: float)
             balances.update({a["account"]: cents(a["balance"]) for a in body["accounts"]})
             path = body["next"]
     opening = settings.opening_balances
-    return audit(read_sagas(urls["orchestrator"]), balances, opening, stuck_after_s)
+    misplaced: list[str] = []
+    for role, url in urls.items():
+        status, body = http_json("GET", url + "/integrity")
+        if status != 200:
+            raise OSError(f"GET {url}/integrity: HTTP {status}")
+        misplaced += [misplaced_violation(role, item) for item in body["misplaced"]]
+    return audit(
+        read_sagas(urls["orchestrator"]), balances, opening, stuck_after_s, misplaced=misplaced
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

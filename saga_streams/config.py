@@ -14,6 +14,7 @@ from pathlib import Path
 
 from saga_streams.money import parse_cents
 from saga_streams.roles import PARTICIPANTS
+from saga_streams.rules import ID_RULE, IDENTIFIER
 from saga_streams.saga.policy import RetryPolicy
 
 __all__ = ["ACCOUNT_ID", "ConfigError", "Settings", "load_settings", "parse_accounts"]
@@ -97,7 +98,7 @@ def _balance(env: Mapping[str, str], name: str, default_cents: int) -> int:
 
 
 #: An account id: letters, digits, ``_``, ``.`` and ``-``; readable as a Kafka key.
-ACCOUNT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+ACCOUNT_ID = IDENTIFIER
 _RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
 #: At most this many accounts per service: each is a key in the account table.
 MAX_ACCOUNTS = 100_000
@@ -117,10 +118,7 @@ def parse_accounts(name: str, raw: str) -> dict[str, int]:
             raise ConfigError(f"{name}: {entry!r}: {exc}") from None
         for account in _expand(name, ident):
             if not ACCOUNT_ID.fullmatch(account):
-                raise ConfigError(
-                    f"{name}: account id {account!r} must be 1-64 letters, digits, '_', '.' "
-                    "or '-', starting with a letter or digit"
-                )
+                raise ConfigError(f"{name}: account id {account!r} must be {ID_RULE}")
             if account in opened:
                 raise ConfigError(f"{name}: account {account!r} is opened twice")
             opened[account] = cents

@@ -79,7 +79,13 @@ class Command:
 
 @dataclass(frozen=True)
 class Reply:
-    """A participant's answer to a command, sent to ``orchestrator-response``."""
+    """A participant's answer to a command, sent to ``orchestrator-response``.
+
+    It repeats what the command asked (step, kind, action, account, amount), so the
+    orchestrator takes it as the answer to a command it sent only if it answers exactly
+    that command: a command produced onto a topic by someone else, with a real command's
+    id but other contents, gets a reply the saga ignores.
+    """
 
     command_id: str
     saga_id: str
@@ -87,6 +93,8 @@ class Reply:
     kind: CommandKind
     service: str
     action: str
+    account: str
+    amount_cents: int
     status: ReplyStatus
     error: str | None = None
     #: FAILED, but the participant cannot tell whether the command ran once before (it
@@ -94,6 +102,24 @@ class Reply:
     uncertain: bool = False
 
     type: Literal["Reply"] = "Reply"
+
+    @classmethod
+    def for_command(
+        cls, command: Command, service: str, status: ReplyStatus, error: str | None = None
+    ) -> Reply:
+        """``service``'s answer to ``command``."""
+        return cls(
+            command_id=command.command_id,
+            saga_id=command.saga_id,
+            step=command.step,
+            kind=command.kind,
+            service=service,
+            action=command.action,
+            account=command.account,
+            amount_cents=command.amount_cents,
+            status=status,
+            error=error,
+        )
 
 
 @dataclass(frozen=True)

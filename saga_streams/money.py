@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-__all__ = ["MAX_AMOUNT_CENTS", "cents", "dollars", "format_dollars", "parse_cents"]
+__all__ = [
+    "MAX_AMOUNT_CENTS",
+    "cents",
+    "check_cents",
+    "dollars",
+    "format_dollars",
+    "parse_cents",
+]
 
 #: The largest single transfer accepted: one billion dollars. Anything above is a typo or
 #: an attack, and it keeps every sum comfortably inside a float's exact integer range.
@@ -39,11 +46,24 @@ def parse_cents(value: object, *, allow_zero: bool = False) -> int:
     cents = amount * 100
     if cents != cents.to_integral_value():
         raise ValueError("amount must have at most 2 decimal places")
-    if amount < 0 or (amount == 0 and not allow_zero):
+    return _in_range(int(cents), allow_zero)
+
+
+def check_cents(value: object) -> int:
+    """An amount as it travels on Kafka (``amount_cents``): a whole number of cents, more
+    than 0 and at most ``MAX_AMOUNT_CENTS``, the same range ``parse_cents`` allows at the
+    HTTP door. Raise ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("amount_cents must be a whole number of cents")
+    return _in_range(value, allow_zero=False)
+
+
+def _in_range(cents: int, allow_zero: bool) -> int:
+    if cents < 0 or (cents == 0 and not allow_zero):
         raise ValueError("amount must be greater than 0")
     if cents > MAX_AMOUNT_CENTS:
         raise ValueError(f"amount must be at most {format_dollars(MAX_AMOUNT_CENTS)}")
-    return int(cents)
+    return cents
 
 
 def dollars(cents: int) -> int | float:

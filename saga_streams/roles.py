@@ -54,17 +54,18 @@ class Participant:
     def failure_rate(self, settings: Settings) -> float:
         return settings.failure_rates[self.role.name]
 
-    def topics(self) -> dict[str, tuple[CommandKind, ActionRule]]:
+    def topics(self) -> dict[str, tuple[CommandKind, str, ActionRule]]:
         """Every command topic this participant consumes: which kind of command arrives
-        there, and the effect on the account of the step it belongs to."""
-        topics: dict[str, tuple[CommandKind, ActionRule]] = {}
+        there, the action (or compensation) it carries, and the effect on the account of
+        the step it belongs to."""
+        topics: dict[str, tuple[CommandKind, str, ActionRule]] = {}
         for workflow in WORKFLOWS.values():
             for step in workflow.steps:
                 if step.participant == self.role.name:
                     effect = self.effects[step.action]
-                    topics[step.action_topic] = (ACTION, effect)
-                    if step.compensation_topic:
-                        topics[step.compensation_topic] = (COMPENSATION, effect)
+                    topics[step.action_topic] = (ACTION, step.action, effect)
+                    if step.compensation and step.compensation_topic:
+                        topics[step.compensation_topic] = (COMPENSATION, step.compensation, effect)
         return topics
 
 

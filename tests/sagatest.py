@@ -54,15 +54,8 @@ class SagaScenario:
         return self.deliver(TimeoutElapsed(self.saga.saga_id, deadline))
 
     def reply_to(self, command: Command, status: ReplyStatus, error: str | None = None) -> Reply:
-        return Reply(
-            command_id=command.command_id,
-            saga_id=command.saga_id,
-            step=command.step,
-            kind=command.kind,
-            service=self.workflow.step(command.step).participant,
-            action=command.action,
-            status=status,
-            error=error,
+        return Reply.for_command(
+            command, self.workflow.step(command.step).participant, status, error
         )
 
     def success(self) -> SagaScenario:

@@ -143,3 +143,21 @@ def test_archived_actions_are_still_answered_and_undone_once() -> None:
     assert never_seen.what == "voided"  # nothing to undo, and the late action is refused
     late = execute(account, action("zz-1", 1, issued_at=5), "debit", None, archive.get)
     assert (late.status, late.what) == ("FAILED", "repeated")
+
+
+def test_undoing_a_credit_already_spent_is_refused_not_overdrawn() -> None:
+    account = Account("B", 0)
+    add = Command("s1-2", "s1", 2, "ACTION", "add", "B", 100_00, issued_at=5)
+    remove = Command(
+        "s1-2-undo", "s1", 2, "COMPENSATION", "remove", "B", 100_00, issued_at=5, undoes="s1-2"
+    )
+    execute(account, add, "credit", None)
+    account.balance_cents = 40_00  # spent since, by a debit of the same account
+
+    result = execute(account, remove, "credit", None)
+    assert (result.status, result.error, result.recorded) == ("FAILED", "INSUFFICIENT_FUNDS", False)
+    assert account.balance_cents == 40_00 and account.ledger["s1-2"].state == "APPLIED"
+
+    account.balance_cents = 100_00  # funds back: the compensation sent again goes through
+    assert execute(account, remove, "credit", None).status == "SUCCESS"
+    assert account.balance_cents == 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 from unittest.mock import ANY
 
@@ -36,6 +36,7 @@ from saga_streams.messages import (
     decode,
     encode,
 )
+from saga_streams.partitions import partition_for
 from saga_streams.saga.state import Saga
 from saga_streams.saga.workflow import TRANSFER
 from saga_streams.tables.durable import DurableTable
@@ -47,6 +48,8 @@ STEP_TIMEOUT = 5.0
 BARRIER = b"barrier: not a message"
 
 REQUESTS, REPLIES = "transfer-requests", "orchestrator-response"
+#: TOPIC_PARTITIONS when unset: events are delivered on the partition their key hashes to.
+PARTITIONS = 4
 
 
 # -- plumbing ----------------------------------------------------------------------------
@@ -57,6 +60,7 @@ class Sent:
     topic: str
     key: str
     message: Message
+    partition: int | None = None  # only when the sender chose it (a forwarded stray)
 
 
 class Outbox:
@@ -80,26 +84,29 @@ class AgentDriver:
         self._agent = agent.test_context()
         runner.run(self._agent.start())
 
-    def deliver(self, topic: str, message: Message | bytes) -> None:
-        """Deliver one event as if consumed from ``topic``; return once it is handled."""
+    def deliver(self, topic: str, message: Message | bytes, partition: int | None = None) -> None:
+        """Deliver one event as if consumed from ``topic``, on the partition its key
+        belongs to unless ``partition`` says otherwise; return once it is handled."""
         if isinstance(message, bytes):
             key, value = "junk", message
         else:
             key = message.account if isinstance(message, Command) else message.saga_id
             value = encode(message)
-        self._runner.run(self._deliver(topic, key, value))
+        if partition is None:
+            partition = partition_for(key, PARTITIONS)
+        self._runner.run(self._deliver(topic, key, value, partition))
 
-    async def _deliver(self, topic: str, key: str, value: bytes) -> None:
+    async def _deliver(self, topic: str, key: str, value: bytes, partition: int) -> None:
         # put() stamps message.topic with the agent's topic, or with "<internal>" when the
         # agent reads several (both roles' agents do): name the topic the event came on.
         self._agent.original_channel = self._app.topic(topic)
         try:
             async with asyncio.timeout(STEP_TIMEOUT):
-                await self._agent.put(value, key=key)
+                await self._agent.put(value, key=key, partition=partition)
                 # put() returns when the stream takes the event, before the agent's body
                 # has handled it. The stream takes the next event only once the body is
                 # done with this one (concurrency=1), so a second put is a barrier.
-                await self._agent.put(BARRIER, key=key)
+                await self._agent.put(BARRIER, key=key, partition=partition)
         except TimeoutError:
             raise AssertionError(f"agent stuck or dead: {self._agent.crash_reason!r}") from None
 
@@ -171,10 +178,16 @@ def outbox(monkeypatch: pytest.MonkeyPatch) -> Outbox:
     box = Outbox()
 
     async def send(
-        topic: Topic, *, key: str | None = None, value: bytes | None = None, **_: Any
+        topic: Topic,
+        *,
+        key: str | bytes | None = None,
+        value: bytes | None = None,
+        partition: int | None = None,
+        **_: Any,
     ) -> asyncio.Future[None]:
         assert key is not None and value is not None, "every send has a key and a value"
-        box.sent.append(Sent(topic.get_topic_name(), key, decode(value)))
+        key = key.decode() if isinstance(key, bytes) else key
+        box.sent.append(Sent(topic.get_topic_name(), key, decode(value), partition))
         acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         acked.set_result(None)  # as if Kafka had acknowledged it already
         return acked
@@ -255,16 +268,7 @@ def transfer(saga_id: str, amount_cents: int = 100_00, at: int = 1_000) -> Trans
 
 def reply_to(command: Command, status: ReplyStatus, error: str | None = None) -> Reply:
     participant = TRANSFER.step(command.step).participant
-    return Reply(
-        command.command_id,
-        command.saga_id,
-        command.step,
-        command.kind,
-        participant,
-        command.action,
-        status,
-        error,
-    )
+    return Reply.for_command(command, participant, status, error)
 
 
 def only_command(outbox: Outbox, topic: str) -> Command:
@@ -415,20 +419,7 @@ def account_a(app: faust.App) -> Account:
 
 def answer(command: Command, status: ReplyStatus = "SUCCESS", error: str | None = None) -> Sent:
     """The reply service A sends for ``command``."""
-    return Sent(
-        REPLIES,
-        command.saga_id,
-        Reply(
-            command.command_id,
-            command.saga_id,
-            command.step,
-            command.kind,
-            "service-a",
-            command.action,
-            status,
-            error,
-        ),
-    )
+    return Sent(REPLIES, command.saga_id, Reply.for_command(command, "service-a", status, error))
 
 
 def test_deduct_takes_the_amount_from_account_a_and_replies(
@@ -616,6 +607,7 @@ def test_saga_detail_and_unknown_saga(orchestrator_http: Http, sagas: AgentDrive
         "from_account": "A",
         "to_account": "B",
         "status": "STARTED",
+        "error": None,
         "steps": [
             {
                 "step": 1,
@@ -695,3 +687,97 @@ def test_many_accounts_one_command_moves_one_balance(
         assert http.get("/accounts?page=2")[0] == 400
     finally:
         http.close()
+
+
+# -- Kafka input as a trust boundary -----------------------------------------------------
+
+
+def test_a_request_on_another_partition_is_forwarded_there_not_handled(
+    sagas: AgentDriver, outbox: Outbox
+) -> None:
+    home = partition_for("s1", PARTITIONS)
+    sagas.deliver(REQUESTS, transfer("s1"), partition=(home + 1) % PARTITIONS)
+
+    assert orchestrator.sagas.get("s1") is None
+    assert outbox.take() == [Sent(REQUESTS, "s1", transfer("s1"), partition=home)]
+    assert orchestrator.strays.forwarded[REQUESTS] == 1
+
+    sagas.deliver(REQUESTS, transfer("s1"), partition=home)  # the forwarded copy
+    assert saga("s1").status == "STARTED"
+    only_command(outbox, "service-a-deduct")
+
+
+def test_a_request_that_http_would_refuse_ends_failed_before_any_step(
+    sagas: AgentDriver, outbox: Outbox
+) -> None:
+    sagas.deliver(REQUESTS, transfer("s1", amount_cents=-50_00))
+    sagas.deliver(REQUESTS, TransferRequested("s2", "no-such-workflow", 1_00, requested_at=1))
+    sagas.deliver(REQUESTS, TransferRequested("../s3", TRANSFER.name, 1_00, requested_at=1))
+
+    refused = saga("s1")
+    assert (refused.status, refused.error) == ("FAILED", "amount must be greater than 0")
+    assert [s.outcome for s in refused.steps] == ["NOT_STARTED", "NOT_STARTED"]
+    assert saga("s2").error is not None and "unknown workflow" in saga("s2").error
+    assert saga("s2").steps == ()
+    assert orchestrator.sagas.get("../s3") is None  # no saga id to record it under
+    assert outbox.take() == []
+
+    sagas.deliver(REQUESTS, transfer("s1"))  # the id is taken: a valid request changes nothing
+    assert saga("s1").status == "FAILED"
+    assert outbox.take() == []
+
+
+def test_a_reply_to_a_forged_command_under_a_real_id_is_ignored(
+    sagas: AgentDriver, outbox: Outbox
+) -> None:
+    sagas.deliver(REQUESTS, transfer("s1", 100_00))
+    deduct = only_command(outbox, "service-a-deduct")
+    forged = replace(deduct, amount_cents=-1000_00)
+    sagas.deliver(REPLIES, reply_to(forged, "FAILED", "INVALID_AMOUNT: amount must be > 0"))
+
+    assert saga("s1").status == "STARTED"  # still waiting for its own deduct
+    assert outbox.take() == []
+    sagas.deliver(REPLIES, reply_to(deduct, "SUCCESS"))
+    only_command(outbox, "service-b-add")
+
+
+def test_a_command_on_another_partition_is_forwarded_and_moves_nothing(
+    service_a_agent: AgentDriver, service_a_app: faust.App, outbox: Outbox
+) -> None:
+    home = partition_for("A", PARTITIONS)
+    service_a_agent.deliver("service-a-deduct", deduct_from_a(), partition=(home + 2) % PARTITIONS)
+
+    assert accounts(service_a_app).get("A") is None
+    assert outbox.take() == [Sent("service-a-deduct", "A", deduct_from_a(), partition=home)]
+
+
+@pytest.mark.parametrize(
+    ("topic", "command", "error"),
+    [
+        ("service-a-deduct", deduct_from_a(amount_cents=-1000_00), "INVALID_AMOUNT"),
+        ("service-a-deduct", deduct_from_a(amount_cents=0), "INVALID_AMOUNT"),
+        ("service-a-deduct", replace(deduct_from_a(), action="add"), "UNKNOWN_ACTION"),
+        ("service-a-refund", replace(refund_to_a(), undoes=None), "INVALID_COMMAND"),
+        ("service-a-deduct", deduct_from_a(account="NOBODY"), "UNKNOWN_ACCOUNT"),
+    ],
+)
+def test_a_command_breaking_the_rules_is_refused_and_never_applied(
+    service_a_agent: AgentDriver,
+    service_a_app: faust.App,
+    outbox: Outbox,
+    topic: str,
+    command: Command,
+    error: str,
+) -> None:
+    service_a_agent.deliver(topic, command)
+
+    assert accounts(service_a_app).get("A") is None  # no balance moved, nothing recorded
+    (sent,) = outbox.take()
+    reply = sent.message
+    assert isinstance(reply, Reply) and reply.status == "FAILED"
+    assert reply.error is not None and reply.error.startswith(error)
+    assert (reply.account, reply.amount_cents) == (command.account, command.amount_cents)
+
+    # Not recorded: the real command under the same id is still executed.
+    service_a_agent.deliver("service-a-deduct", deduct_from_a())
+    assert account_a(service_a_app).balance_cents == 900_00

@@ -64,6 +64,7 @@ class _Api(http.server.BaseHTTPRequestHandler):
         "a": {"accounts": [{"account": "A", "balance": 895}], "count": 1, "next": None},
         "b": {"accounts": [{"account": "B", "balance": 600}], "count": 1, "next": None},
         "c": {"accounts": [{"account": "C", "balance": 0}], "count": 1, "next": None},
+        "/integrity": {"table": "accounts", "misplaced": []},
         "/sagas?limit=1000": {
             "sagas": [saga("s1", "COMPLETED", 100)],
             "count": 1,
@@ -73,7 +74,10 @@ class _Api(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         port = int(self.server.server_address[1])
-        key = self.path if self.path.startswith("/sagas") else port_names[port]
+        if self.path == "/integrity":
+            key = "/integrity"
+        else:
+            key = self.path if self.path.startswith("/sagas") else port_names[port]
         body = json.dumps(self.pages[key]).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -111,3 +115,18 @@ def test_audit_command_exits_2_when_the_api_is_down(capsys: pytest.CaptureFixtur
     code = main(["--orchestrator", "http://127.0.0.1:9", "--service-a", "http://127.0.0.1:9"])
     assert code == 2
     assert "cannot read the API" in capsys.readouterr().err
+
+
+def test_a_key_held_in_a_partition_it_does_not_belong_to_is_a_violation() -> None:
+    from saga_streams.audit import misplaced_violation
+
+    line = misplaced_violation("service-a", {"key": "A", "partition": 2, "held_in": [2, 3]})
+    assert line == "account A held in partitions 2 and 3 (it belongs in 2; service-a)"
+    report = audit([], {"A": 1000_00, "B": 500_00, "C": 0}, OPENING, 60, NOW, misplaced=[line])
+    assert not report.ok and report.misplaced == 1
+    assert report.violations == [f"partitioning: {line}"]
+
+
+def test_a_saga_refused_for_an_unknown_workflow_has_no_effect() -> None:
+    refused = {**saga("s9", "FAILED", -50), "workflow": "no-such-workflow"}
+    assert audit([refused], {"A": 1000_00, "B": 500_00, "C": 0}, OPENING, 60, NOW).ok

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from saga_streams.messages import TimeoutElapsed
-from saga_streams.saga.engine import Decision, action_id, compensation_id, decide, pending_command
+from dataclasses import replace
+
+from saga_streams.messages import TimeoutElapsed, TransferRequested
+from saga_streams.saga.engine import (
+    Decision,
+    RequestRefused,
+    action_id,
+    compensation_id,
+    decide,
+    pending_command,
+)
 from saga_streams.saga.events import (
     MessageIgnored,
     RollbackStarted,
     SagaCompleted,
     SagaFailed,
+    SagaRefused,
     SagaRolledBack,
     SagaStarted,
     StepDispatched,
@@ -250,3 +260,35 @@ def test_uncertain_failure_undoes_the_step_itself() -> None:
     scenario = given_saga().success().uncertain_failure()
     scenario.expect_command("service-b-remove").expect_status("COMPENSATING")
     scenario.success().expect_command("service-a-refund").success().expect_status("ROLLED_BACK")
+
+
+def test_a_refused_request_ends_failed_before_any_step() -> None:
+    request = TransferRequested("s9", "transfer", -50_00, requested_at=1)
+    decision = decide(None, RequestRefused(request, "amount must be greater than 0"), now=5)
+    assert decision.saga is not None and decision.commands == ()
+    assert (decision.saga.status, decision.saga.error) == (
+        "FAILED",
+        "amount must be greater than 0",
+    )
+    assert [s.outcome for s in decision.saga.steps] == ["NOT_STARTED", "NOT_STARTED"]
+    assert [type(e) for e in decision.events] == [SagaRefused]
+
+    # Later inputs for it change nothing: it is terminal.
+    again = decide(decision.saga, RequestRefused(request, "again"), now=6)
+    assert again.saga == decision.saga and isinstance(again.events[0], MessageIgnored)
+
+
+def test_a_refusal_never_touches_an_existing_saga() -> None:
+    scenario = given_saga()
+    assert scenario.saga is not None
+    refused = RequestRefused(replace(scenario.request, amount_cents=-1), "bad amount")
+    decision = decide(scenario.saga, refused, now=99_000)
+    assert decision.saga == scenario.saga and decision.commands == ()
+
+
+def test_a_reply_that_repeats_another_command_under_the_awaited_id_is_ignored() -> None:
+    scenario = given_saga(100_00)
+    forged = replace(scenario.awaited, account="A-7", amount_cents=-100_00)
+    scenario.deliver(scenario.reply_to(forged, "FAILED", "INVALID_AMOUNT"))
+    scenario.expect_no_command().expect_status("STARTED").expect_event(MessageIgnored)
+    scenario.success().expect_command("service-b-add")

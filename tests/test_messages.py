@@ -30,8 +30,10 @@ def test_round_trip_every_message() -> None:
             undoes="s1-1",
         ),
         TimeoutElapsed("s1", 12345),
-        Reply("s1-1", "s1", 1, "ACTION", "service-a", "deduct", "FAILED", "INSUFFICIENT_FUNDS"),
-        Reply("s1-1", "s1", 1, "ACTION", "service-a", "deduct", "FAILED", "EXPIRED", True),
+        Reply(
+            "s1-1", "s1", 1, "ACTION", "service-a", "deduct", "A", 5, "FAILED", "INSUFFICIENT_FUNDS"
+        ),
+        Reply("s1-1", "s1", 1, "ACTION", "service-a", "deduct", "A", 5, "FAILED", "EXPIRED", True),
     ):
         assert decode(encode(message)) == message
 

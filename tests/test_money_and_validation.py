@@ -8,6 +8,8 @@ import pytest
 
 from saga_streams.config import ConfigError, load_settings, parse_accounts
 from saga_streams.money import MAX_AMOUNT_CENTS, dollars, format_dollars, parse_cents
+from saga_streams.rules import TransferRules
+from saga_streams.saga.workflow import WORKFLOWS
 from saga_streams.web.validation import (
     BadRequest,
     TransferInput,
@@ -22,7 +24,7 @@ DEFAULTS = {"service-a": "A", "service-b": "B", "service-c": "C"}
 
 
 def transfer(body: bytes, content_type: str = JSON) -> TransferInput:
-    return parse_transfer(content_type, body, OWNED, DEFAULTS)
+    return parse_transfer(content_type, body, TransferRules(WORKFLOWS, OWNED, DEFAULTS))
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import time
 import faust
 
 from saga_streams.agents.batches import acting_for, in_batches
+from saga_streams.agents.strays import StrayForwarder
 from saga_streams.app import (
     TIMEOUT_TOPIC,
     TRANSFER_REQUEST_TOPIC,
@@ -31,11 +32,14 @@ from saga_streams.messages import (
     encode,
 )
 from saga_streams.roles import ORCHESTRATOR, PARTICIPANTS
-from saga_streams.saga.engine import decide
+from saga_streams.rules import ID_RULE, IDENTIFIER, Refused, TransferRules
+from saga_streams.saga.engine import RequestRefused, SagaInput, decide
 from saga_streams.saga.logbook import render
+from saga_streams.saga.workflow import WORKFLOWS
 from saga_streams.tables.deadlines import DeadlineIndex
 from saga_streams.tables.sagas import SagaStore
 from saga_streams.web.health import register_health_view
+from saga_streams.web.integrity import register_integrity_view
 from saga_streams.web.sagas import register_saga_views
 
 __all__ = ["app", "fire_timeouts", "move", "run_sagas"]
@@ -57,25 +61,52 @@ saga_inputs_topic = declare_topic(
 command_topics = {
     name: declare_topic(app, name, partitions=settings.partitions) for name in command_topic_names()
 }
+strays = StrayForwarder(app, consumed_topics()[ORCHESTRATOR.name], settings.partitions, log)
+#: What a transfer may ask for: the HTTP view and the agent check the same rules, since
+#: anyone with a producer can write a request onto the topic without passing the view.
+transfer_rules = TransferRules(
+    WORKFLOWS,
+    settings.accounts,
+    {role: participant.account for role, participant in PARTICIPANTS.items()},
+)
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def move(raw: bytes) -> list[tuple[str, Command]]:
-    """Feed one input to the engine and store the saga it returns (without waiting for
-    the changelog); return the commands to send once it is there."""
+def read(raw: bytes) -> TransferRequested | Reply | TimeoutElapsed | None:
+    """One input of a saga, or None (logged) for anything else on the topics."""
     try:
         message = decode(raw)
     except MessageError as exc:
         log.warning("⏭️  Skipped a malformed message: %s", exc)
-        return []
+        return None
     if not isinstance(message, TransferRequested | Reply | TimeoutElapsed):
         log.warning("⏭️  Skipped a %s on an orchestrator topic", type(message).__name__)
-        return []
+        return None
+    if isinstance(message, TransferRequested) and not IDENTIFIER.fullmatch(message.saga_id):
+        # No saga can be recorded (or looked up in a URL) under such an id.
+        log.warning("⏭️  Skipped a request with the saga id %r: %s", message.saga_id, ID_RULE)
+        return None
+    return message
+
+
+def checked(message: TransferRequested | Reply | TimeoutElapsed) -> SagaInput:
+    """A request that breaks the rules becomes a refusal, which the engine records."""
+    if isinstance(message, TransferRequested):
+        try:
+            transfer_rules.check(message)
+        except Refused as exc:
+            return RequestRefused(message, str(exc))
+    return message
+
+
+def move(message: TransferRequested | Reply | TimeoutElapsed) -> list[tuple[str, Command]]:
+    """Feed one input to the engine and store the saga it returns (without waiting for
+    the changelog); return the commands to send once it is there."""
     saga = sagas.get(message.saga_id)
-    decision = decide(saga, message, now=now_ms(), policy=settings.retry_policy)
+    decision = decide(saga, checked(message), now=now_ms(), policy=settings.retry_policy)
     if decision.saga is not None and decision.saga != saga:
         sagas.put(decision.saga)
         deadlines.track(decision.saga)
@@ -90,8 +121,12 @@ async def run_sagas(stream: faust.StreamT[bytes]) -> None:
     async for events in in_batches(stream):
         outbox: list[tuple[str, Command]] = []
         for event in events:
+            message = read(event.value)
+            if message is None or await strays.forward_if_stray(event, message.saga_id):
+                continue
             with acting_for(event):
-                outbox += move(event.value)
+                outbox += move(message)
+        await strays.flush()
         # Durable before anything is sent: a command never outlives the state that
         # explains it.
         await sagas.written()
@@ -114,7 +149,7 @@ register_saga_views(
     sagas,
     transfer_requests_topic,
     settings.retry_policy,
-    settings.accounts,
-    {role: participant.account for role, participant in PARTICIPANTS.items()},
+    transfer_rules,
 )
 register_health_view(app, ORCHESTRATOR)
+register_integrity_view(app, sagas.table)

@@ -14,6 +14,10 @@ The rules, in the seed's words:
 And what the seed leaves out, because Kafka delivers at least once and processes die:
 - a reply that is not for the command the saga awaits (duplicate, late, unknown) changes
   nothing and is reported as ignored; a terminal saga never moves again;
+- a reply with the awaited command's id that repeats other contents (account, amount,
+  action) answers a command someone else produced under that id, not ours: ignored;
+- a request that breaks the rules (``RequestRefused``, decided by ``rules.py``) ends its
+  saga FAILED with the reason before any step;
 - a redelivered request, or a redelivery of the reply that made the latest move, sends the
   awaited command again (its id is unchanged, so the participant applies it at most once);
 - every send sets a deadline; when it passes (``TimeoutElapsed``) the command is sent
@@ -47,6 +51,7 @@ from saga_streams.saga.events import (
     SagaCompleted,
     SagaEvent,
     SagaFailed,
+    SagaRefused,
     SagaRolledBack,
     SagaStarted,
     StepCompensated,
@@ -59,10 +64,27 @@ from saga_streams.saga.policy import RetryPolicy
 from saga_streams.saga.state import Saga, StepState
 from saga_streams.saga.workflow import WORKFLOWS, Workflow
 
-__all__ = ["Decision", "action_id", "compensation_id", "decide", "pending_command"]
+__all__ = [
+    "Decision",
+    "RequestRefused",
+    "action_id",
+    "compensation_id",
+    "decide",
+    "pending_command",
+]
 
 DEFAULT_POLICY = RetryPolicy()
-SagaInput = TransferRequested | Reply | TimeoutElapsed
+
+
+@dataclass(frozen=True)
+class RequestRefused:
+    """A transfer request the orchestrator checked and refused (see ``rules.py``)."""
+
+    request: TransferRequested
+    reason: str
+
+
+SagaInput = TransferRequested | RequestRefused | Reply | TimeoutElapsed
 
 
 @dataclass(frozen=True)
@@ -296,13 +318,31 @@ def _after_compensation(ctx: _Context, saga: Saga, reply: Reply) -> Decision:
     return _then(undone, _send(ctx, saga, below, COMPENSATION))
 
 
+def _answers(reply: Reply, command: Command) -> bool:
+    """Whether ``reply`` answers ``command`` itself, not another command under its id."""
+    asked = (reply.step, reply.kind, reply.action, reply.account, reply.amount_cents)
+    return asked == (
+        command.step,
+        command.kind,
+        command.action,
+        command.account,
+        command.amount_cents,
+    )
+
+
 def _on_reply(ctx: _Context, saga: Saga, reply: Reply) -> Decision:
     awaited = _awaited(saga)
-    expected = None if awaited is None else _command(ctx, saga, *awaited)[1].command_id
-    if reply.command_id != expected:
+    expected = None if awaited is None else _command(ctx, saga, *awaited)[1]
+    if expected is None or reply.command_id != expected.command_id:
         if reply.command_id == saga.last_move:
             return _resend_awaited(ctx, saga, f"reply {reply.command_id} redelivered")
         why = f"reply {reply.command_id} ({reply.status}) is not awaited"
+        return Decision(saga, events=(MessageIgnored(saga.saga_id, why),))
+    if not _answers(reply, expected):
+        why = (
+            f"reply {reply.command_id} ({reply.status}) answers a command the saga did not "
+            f"send: {reply.action} {reply.amount_cents} cents on {reply.account}"
+        )
         return Decision(saga, events=(MessageIgnored(saga.saga_id, why),))
     if reply.kind == ACTION:
         moved = _after_action(ctx, saga, reply)
@@ -333,6 +373,32 @@ def _on_timeout(ctx: _Context, saga: Saga, timeout: TimeoutElapsed) -> Decision:
     return _then(timed_out, _start_rollback(ctx, saga, number, undo_failed=True))
 
 
+def _refuse(
+    saga: Saga | None, refused: RequestRefused, workflows: Mapping[str, Workflow], now: int
+) -> Decision:
+    """A refused request ends its saga FAILED with the reason, before any step; a saga
+    already under that id is left as it is."""
+    request = refused.request
+    if saga is not None:
+        why = f"request refused ({refused.reason}); saga already exists"
+        return Decision(saga, events=(MessageIgnored(saga.saga_id, why),))
+    workflow = workflows.get(request.workflow)
+    saga = Saga(
+        saga_id=request.saga_id,
+        workflow=request.workflow,
+        amount_cents=request.amount_cents,
+        status="FAILED",
+        steps=tuple(StepState() for _ in workflow.steps) if workflow else (),
+        # The request's own time may be what was wrong with it: the refusal's is used.
+        created_at=now,
+        updated_at=now,
+        from_account=request.from_account,
+        to_account=request.to_account,
+        error=refused.reason,
+    )
+    return Decision(saga, events=(SagaRefused(saga.saga_id, refused.reason),))
+
+
 def decide(
     saga: Saga | None,
     message: SagaInput,
@@ -341,6 +407,8 @@ def decide(
     policy: RetryPolicy = DEFAULT_POLICY,
 ) -> Decision:
     """Decide the next move of one saga. Pure: same inputs, same decision."""
+    if isinstance(message, RequestRefused):
+        return _refuse(saga, message, workflows, now)
     if isinstance(message, TransferRequested):
         workflow = workflows.get(message.workflow)
         if workflow is None:
@@ -359,12 +427,12 @@ def decide(
             return Decision(None)
         why = f"reply {message.command_id} for an unknown saga"
         return Decision(None, events=(MessageIgnored(message.saga_id, why),))
-    ctx = _Context(workflows[saga.workflow], now, policy)
     if saga.is_terminal:
         if isinstance(message, TimeoutElapsed):
             return Decision(saga)
         why = f"late reply {message.command_id} ({message.status}); saga already {saga.status}"
         return Decision(saga, events=(MessageIgnored(saga.saga_id, why),))
+    ctx = _Context(workflows[saga.workflow], now, policy)
     if isinstance(message, TimeoutElapsed):
         return _on_timeout(ctx, saga, message)
     return _on_reply(ctx, saga, message)

@@ -16,6 +16,7 @@ __all__ = [
     "SagaCompleted",
     "SagaEvent",
     "SagaFailed",
+    "SagaRefused",
     "SagaRolledBack",
     "SagaStarted",
     "StepCompensated",
@@ -122,6 +123,15 @@ class SagaFailed:
 
 
 @dataclass(frozen=True)
+class SagaRefused:
+    """A request broke the rules (unknown account, amount out of range...): the saga
+    ended FAILED before any step, with the reason."""
+
+    saga_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class MessageIgnored:
     saga_id: str
     reason: str
@@ -140,5 +150,6 @@ SagaEvent = (
     | SagaCompleted
     | SagaRolledBack
     | SagaFailed
+    | SagaRefused
     | MessageIgnored
 )

@@ -15,6 +15,7 @@ from saga_streams.saga.events import (
     SagaCompleted,
     SagaEvent,
     SagaFailed,
+    SagaRefused,
     SagaRolledBack,
     SagaStarted,
     StepCompensated,
@@ -118,6 +119,12 @@ def render(event: SagaEvent) -> str:
                 "   Step 1 compensated in case it ran"
                 if event.compensated
                 else "   Nothing to roll back",
+            )
+        case SagaRefused():
+            return _banner(
+                f"🚫 SAGA REFUSED: {event.saga_id}",
+                f"   Reason: {event.reason}",
+                "   No step was started",
             )
         case MessageIgnored():
             return f"⏭️  Ignored: {event.reason} {tag}"

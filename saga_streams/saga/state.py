@@ -85,6 +85,9 @@ class Saga:
     #: means the commands it caused may never have been sent (the worker died between
     #: writing this state and producing them), so the engine sends them again.
     last_move: str | None = None
+    #: Why the saga was refused before any step (a request that broke the rules of
+    #: ``rules.py``, produced straight onto the request topic); None for every other saga.
+    error: str | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -116,6 +119,7 @@ class Saga:
             "last_move": self.last_move,
             "from_account": self.from_account,
             "to_account": self.to_account,
+            "error": self.error,
         }
 
     @classmethod
@@ -133,6 +137,7 @@ class Saga:
             last_move=data.get("last_move"),
             from_account=data.get("from_account", "A"),
             to_account=data.get("to_account", "B"),
+            error=data.get("error"),
         )
 
 

@@ -42,11 +42,24 @@ class AccountStore:
         return self.table.holds(account_id)
 
     def get(self, account_id: str) -> Account:
-        """The account as stored, or as opened if no command has touched it yet."""
-        data = self.table.get(account_id)
+        """The account as stored, or as opened if no command has touched it yet; inside
+        the agent, whose event is in the account's own partition (agents/strays.py)."""
+        return self._account(account_id, self.table.get(account_id))
+
+    def read(self, account_id: str) -> Account:
+        """The same, outside the agent (views): read in the account's own partition only,
+        never in a copy a wrongly partitioned command may have left elsewhere."""
+        return self._account(account_id, self.table.read(account_id))
+
+    def _account(self, account_id: str, data: dict[str, object] | None) -> Account:
         if data is None:
             return Account(account_id, self.opening_balances[account_id])
         return Account.from_dict(data)
+
+    @staticmethod
+    def owner_of(key: str) -> str:
+        """The account a key of this table belongs to (itself, or an archive key's)."""
+        return key.split("/", 1)[0]
 
     def recall(self, account_id: str) -> Recall:
         """The account's archive, for ``accounts.execute`` (inside the agent only: the

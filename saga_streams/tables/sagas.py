@@ -23,7 +23,14 @@ class SagaStore:
         self.table = durable_table(app, "sagas", partitions, help="Saga id to saga state")
 
     def get(self, saga_id: str) -> Saga | None:
+        """The saga, inside the agent: read in the partition of the event being handled,
+        which is the saga's own (the agent forwards any other, agents/strays.py)."""
         data = self.table.get(saga_id)
+        return None if data is None else Saga.from_dict(data)
+
+    def read(self, saga_id: str) -> Saga | None:
+        """The saga, outside the agent (views): read in its own partition only."""
+        data = self.table.read(saga_id)
         return None if data is None else Saga.from_dict(data)
 
     def put(self, saga: Saga) -> None:

@@ -34,7 +34,7 @@ def register_account_views(
     account_ids = sorted(owned)
 
     def balance_json(account_id: str) -> dict[str, Any]:
-        return {"account": account_id, "balance": dollars(accounts.get(account_id).balance_cents)}
+        return {"account": account_id, "balance": dollars(accounts.read(account_id).balance_cents)}
 
     @app.page("/balance")
     class Balance(View):

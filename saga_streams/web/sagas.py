@@ -5,7 +5,6 @@ from __future__ import annotations
 import heapq
 import time
 import uuid
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,6 +13,7 @@ from faust.web import Request, Response, View
 
 from saga_streams.messages import TransferRequested, encode
 from saga_streams.money import dollars
+from saga_streams.rules import TransferRules
 from saga_streams.saga.policy import RetryPolicy
 from saga_streams.saga.state import Saga, epoch_seconds, iso_ms
 from saga_streams.saga.workflow import DEFAULT_WORKFLOW, WORKFLOWS, Workflow
@@ -36,9 +36,11 @@ def _now_ms() -> int:
 
 def saga_json(saga: Saga, policy: RetryPolicy | None = None) -> dict[str, Any]:
     """A saga as the API shows it; with ``policy``, also its retry state and settings."""
-    workflow = WORKFLOWS[saga.workflow]
+    # A refused request may name a workflow that does not exist: its saga has no steps.
+    workflow = WORKFLOWS.get(saga.workflow)
+    declared = workflow.steps if workflow is not None else ()
     steps = []
-    for number, (step, state) in enumerate(zip(workflow.steps, saga.steps, strict=True), 1):
+    for number, (step, state) in enumerate(zip(declared, saga.steps, strict=True), 1):
         shown: dict[str, Any] = {
             "step": number,
             "service": step.participant,
@@ -61,6 +63,8 @@ def saga_json(saga: Saga, policy: RetryPolicy | None = None) -> dict[str, Any]:
         "to_account": saga.to_account,
         "status": saga.status,
         "steps": steps,
+        # Why the saga was refused before any step; null for every saga that ran.
+        "error": saga.error,
         "created_at": iso_ms(saga.created_at),
         "updated_at": iso_ms(saga.updated_at),
     }
@@ -140,20 +144,16 @@ def register_saga_views(
     sagas: SagaStore,
     requests: faust.TopicT,
     policy: RetryPolicy,
-    accounts: Mapping[str, Mapping[str, int]],
-    default_accounts: Mapping[str, str],
+    rules: TransferRules,
 ) -> None:
-    """``accounts``: what each participant owns (role -> account ids), to refuse a
-    transfer naming an unknown account; ``default_accounts``: each one's default."""
+    """``rules``: what a transfer may ask for, the same rules the agent applies."""
 
     @app.page("/transfer")
     class Transfer(View):
         async def post(self, request: Request) -> Response:
             try:
                 media_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-                transfer = parse_transfer(
-                    media_type, await request.read(), accounts, default_accounts
-                )
+                transfer = parse_transfer(media_type, await request.read(), rules)
             except BadRequest as exc:
                 return self.json({"error": str(exc)}, status=400)
             # The view may not write the saga table (only agents can), so it publishes the
@@ -208,7 +208,7 @@ def register_saga_views(
     class SagaDetail(View):
         async def get(self, request: Request, saga_id: str) -> Response:
             async def local() -> Response:
-                saga = sagas.get(saga_id)
+                saga = sagas.read(saga_id)
                 if saga is None:
                     return self.json({"error": f"no saga {saga_id!r}"}, status=404)
                 return self.json(saga_json(saga, policy))

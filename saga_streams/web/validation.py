@@ -9,8 +9,9 @@ from decimal import Decimal
 from typing import Any
 
 from saga_streams.money import parse_cents
+from saga_streams.rules import Refused, TransferRules
 from saga_streams.saga.state import TERMINAL
-from saga_streams.saga.workflow import DEFAULT_WORKFLOW, FROM_ACCOUNT, TO_ACCOUNT, WORKFLOWS
+from saga_streams.saga.workflow import DEFAULT_WORKFLOW, FROM_ACCOUNT, TO_ACCOUNT
 
 __all__ = [
     "SAGA_STATUSES",
@@ -67,17 +68,13 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def parse_transfer(
-    content_type: str,
-    body: bytes,
-    accounts: Mapping[str, Mapping[str, object]],
-    defaults: Mapping[str, str],
-) -> TransferInput:
+def parse_transfer(content_type: str, body: bytes, rules: TransferRules) -> TransferInput:
     """Validate ``POST /transfer``: JSON ``{"amount": <dollars>, "workflow": <name>?,
     "from_account": <id>?, "to_account": <id>?}``.
 
-    ``accounts`` is what each participant owns (role -> account ids); ``defaults`` each
-    participant's default account, used for a party the request leaves out.
+    The workflow and the accounts are checked by ``rules``, the same rules the orchestrator
+    applies to a request produced straight onto its topic; a party the request leaves out
+    is the owning participant's default account.
     """
     if content_type != "application/json":
         raise BadRequest("Content-Type must be application/json")
@@ -91,6 +88,8 @@ def parse_transfer(
         )
     except BadRequest:
         raise
+    except RecursionError:  # brackets nested deeper than the parser recurses
+        raise BadRequest("body is not valid JSON: nested too deeply") from None
     except ValueError:  # JSONDecodeError, UnicodeDecodeError, int too long
         raise BadRequest("body is not valid JSON") from None
     if not isinstance(data, dict):
@@ -99,20 +98,11 @@ def parse_transfer(
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise BadRequest(f"unknown field {unknown[0]!r}; expected one of {', '.join(fields)}")
-    workflow = data.get("workflow", DEFAULT_WORKFLOW)
-    if not isinstance(workflow, str) or workflow not in WORKFLOWS:
-        known = ", ".join(WORKFLOWS)
-        raise BadRequest(f"unknown workflow {workflow!r}; use one of: {known}")
-    parties: dict[str, str] = {}
-    for party, owner in WORKFLOWS[workflow].parties().items():
-        account = data.get(party, defaults[owner])
-        if not isinstance(account, str):
-            raise BadRequest(f"{party} must be a string, an account id of {owner}")
-        if account not in accounts.get(owner, {}):
-            raise BadRequest(f"unknown {party} {account!r}: {owner} has no such account")
-        parties[party] = account
-    if parties.get(FROM_ACCOUNT, "") == parties.get(TO_ACCOUNT):
-        raise BadRequest("from_account and to_account are the same account")
+    try:
+        workflow = rules.workflow(data.get("workflow", DEFAULT_WORKFLOW))
+        parties = rules.parties(workflow, data)
+    except Refused as exc:
+        raise BadRequest(str(exc)) from None
     if "amount" not in data:
         raise BadRequest('missing field "amount"')
     amount = data["amount"]
@@ -125,7 +115,7 @@ def parse_transfer(
         raise BadRequest(str(exc)) from None
     return TransferInput(
         amount_cents=amount_cents,
-        workflow=workflow,
+        workflow=workflow.name,
         from_account=parties.get(FROM_ACCOUNT, ""),
         to_account=parties.get(TO_ACCOUNT, ""),
     )
