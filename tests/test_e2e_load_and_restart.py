@@ -1,7 +1,7 @@
 """Many transfers at the seed's failure rates, and workers stopped or killed mid-flight.
 
 Loops are bounded in count and time: a fixed number of transfers, and every wait has a
-deadline. The invariants of DESIGN.md section 4 are checked once no saga is in flight.
+deadline. The invariants (README, "Invariants") are checked once no saga is in flight.
 """
 
 from __future__ import annotations

@@ -8,10 +8,11 @@ Against a real broker and real worker processes of its own (nothing else is touc
    SIGSTOP/SIGCONT, and kills and restarts the broker; workers that die of the broker's
    absence are started again, as a supervisor would;
 3. restarts every worker, waits for quiescence (every saga terminal, every consumer
-   caught up), and checks the invariants of DESIGN.md section 4, watching statuses all
+   caught up), and checks the invariants (README, "Invariants"), watching statuses all
    along to catch a saga moving backwards;
-4. replays a sample of already-processed commands and replies onto their topics, waits
-   until they are consumed, and shows they changed nothing.
+4. replays a sample of already-processed commands and replies onto their topics, half
+   of them onto a partition other than their own (as kcat's default partitioner would
+   place them), waits until they are consumed, and shows they changed nothing.
 
 Every loop is bounded by count and by time. Prints the faults, the sagas by status and
 the longest time a saga took to finish after the last fault before its end.
@@ -79,6 +80,7 @@ class ChaosResult:
     errors: Counter[str] = field(default_factory=Counter)  # why steps failed, by kind
     violations: list[str] = field(default_factory=list)
     replayed: int = 0
+    replayed_astray: int = 0  # of which produced onto a partition not their own
     longest_after_fault_s: float = 0.0
     seconds: float = 0.0
 
@@ -97,13 +99,21 @@ class ChaosResult:
             "sagas: " + ", ".join(f"{s} {n}" for s, n in sorted(self.statuses.items())),
             "step errors: "
             + (", ".join(f"{e} {n}" for e, n in self.errors.most_common()) or "none"),
-            f"replayed {self.replayed} processed commands and replies: nothing changed"
-            if self.ok
-            else f"replayed {self.replayed} processed commands and replies",
+            self._replays(),
             f"longest finish after its last fault: {self.longest_after_fault_s:.1f}s",
         ]
         lines += [f"❌ {v}" for v in self.violations] or ["✅ every invariant holds"]
         return "\n".join(lines)
+
+
+    def _replays(self) -> str:
+        if not self.replayed:
+            return "replayed nothing"
+        what = (
+            f"replayed {self.replayed} processed commands and replies "
+            f"({self.replayed_astray} onto another partition)"
+        )
+        return f"{what}: nothing changed" if self.ok else what
 
 
 class _Run:
@@ -336,7 +346,7 @@ class _Run:
             statuses = {s["saga_id"]: s["status"] for s in sagas}
             self.result.longest_after_fault_s = self.longest_after_fault(sagas)
 
-            self.result.replayed = asyncio.run(
+            self.result.replayed, self.result.replayed_astray = asyncio.run(
                 _replay(self.cluster.kafka.bootstrap, plan.replays, self.rng)
             )
             after = self.quiesce(timeout=120)
@@ -407,8 +417,10 @@ async def _requests_on_topic(bootstrap: str, saga_ids: set[str]) -> set[str]:
         await consumer.stop()
 
 
-async def _replay(bootstrap: str, count: int, rng: random.Random) -> int:
-    """Produce again a random sample of messages already on the command and reply topics."""
+async def _replay(bootstrap: str, count: int, rng: random.Random) -> tuple[int, int]:
+    """Produce again a random sample of messages already on the command and reply topics,
+    every other one onto a partition other than the one its key belongs to (the agents
+    forward those to it); return how many, and how many astray."""
     topics = [*command_topic_names(), REPLY_TOPIC]
     consumer = AIOKafkaConsumer(
         *topics, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
@@ -417,18 +429,26 @@ async def _replay(bootstrap: str, count: int, rng: random.Random) -> int:
     await consumer.start()
     await producer.start()
     try:
-        seen: list[tuple[str, bytes | None, bytes]] = []
+        seen: list[tuple[str, int, bytes | None, bytes]] = []
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
             if not batch:
                 break
             for messages in batch.values():
-                seen += [(m.topic, m.key, m.value) for m in messages if m.value is not None]
+                seen += [
+                    (m.topic, m.partition, m.key, m.value) for m in messages if m.value is not None
+                ]
         sample = rng.sample(seen, min(count, len(seen)))
-        for topic, key, value in sample:
-            await producer.send_and_wait(topic, value, key=key)
-        return len(sample)
+        astray = 0
+        for number, (topic, partition, key, value) in enumerate(sample):
+            elsewhere = None
+            others = sorted(await producer.partitions_for(topic) - {partition})
+            if number % 2 and others:
+                elsewhere = rng.choice(others)
+                astray += 1
+            await producer.send_and_wait(topic, value, key=key, partition=elsewhere)
+        return len(sample), astray
     finally:
         await producer.stop()
         await consumer.stop()
