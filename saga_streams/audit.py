@@ -86,7 +86,8 @@ def misplaced_violation(role: str, item: Mapping[str, Any]) -> str:
     """``account A held in partitions 1 and 3 (it belongs in 1)``, from ``GET /integrity``."""
     key, home, held = item["key"], item["partition"], item["held_in"]
     noun = "saga" if role == "orchestrator" else ("ledger entry" if "/" in key else "account")
-    where = " and ".join(str(p) for p in held)
+    *others, last = (str(p) for p in held)
+    where = f"{', '.join(others)} and {last}" if others else last
     return (
         f"{noun} {key} held in partition{'s' if len(held) > 1 else ''} {where} "
         f"(it belongs in {home}; {role})"

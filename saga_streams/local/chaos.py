@@ -105,7 +105,6 @@ class ChaosResult:
         lines += [f"❌ {v}" for v in self.violations] or ["✅ every invariant holds"]
         return "\n".join(lines)
 
-
     def _replays(self) -> str:
         if not self.replayed:
             return "replayed nothing"

@@ -34,9 +34,6 @@ class AccountStore:
             help="Account id to balance and latest actions; account/action to an older action",
         )
 
-    def is_open(self, account_id: str) -> bool:
-        return account_id in self.opening_balances
-
     def holds(self, account_id: str) -> bool:
         """Whether this worker holds the account's partition (see web/routing.py)."""
         return self.table.holds(account_id)
