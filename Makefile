@@ -20,14 +20,18 @@ $(STAMP): pyproject.toml
 
 # The Kafka broker's jars, resolved by Maven into a cache outside the repository.
 $(JARS_STAMP): $(STAMP) kafka/pom.xml
-	$(PY) -c 'from saga_streams.local.kafka import ensure_jars; print("kafka jars:", ensure_jars())'
+	$(PY) -c 'from saga_streams.local.jars import ensure_jars; print("kafka jars:", ensure_jars())'
 	touch $@
 
+# BROKERS=3: a three-node Kafka cluster (replication factor 3, min ISR 2) instead of one
+# node; SECURE=1: a SASL_SSL (SCRAM-SHA-512) client listener with a CA made on the spot.
+KAFKA_FLAGS = $(if $(BROKERS), --brokers $(BROKERS))$(if $(SECURE), --secure)
+
 run: install
-	$(PY) -m saga_streams run
+	$(PY) -m saga_streams run$(KAFKA_FLAGS)
 
 kafka: install
-	$(PY) -m saga_streams kafka
+	$(PY) -m saga_streams kafka$(KAFKA_FLAGS)
 
 lint: install
 	$(VENV)/bin/ruff check saga_streams tests

@@ -10,7 +10,9 @@ from saga_streams.roles import ROLES
 USAGE = """\
 python -m saga_streams worker ROLE [--web-port N] [faust worker options...]
 python -m saga_streams run     # local Kafka + one worker per role, Ctrl-C stops all
-python -m saga_streams kafka   # the local Kafka broker alone, in the foreground
+                               #   --brokers 3: on a three-node Kafka cluster, --secure: SASL_SSL
+python -m saga_streams kafka   # the local Kafka alone, in the foreground, and the settings
+                               #   a worker needs; --brokers 3: three nodes, --secure: SASL_SSL
 python -m saga_streams audit   # check the invariants through the HTTP API (exit 1 if broken)
 python -m saga_streams chaos   # kill, pause and restart processes under load; check after
 python -m saga_streams bench   # completed sagas per second, latency, CPU, against the ceiling

@@ -23,7 +23,7 @@ def _kcat() -> str:
 class Stack(LocalCluster):
     def kcat(self, *args: str) -> str:
         result = subprocess.run(
-            [_kcat(), "-b", self.kafka.bootstrap, *args],
+            [_kcat(), *self.kafka.kcat_args(), *args],
             capture_output=True,
             text=True,
             timeout=60,
@@ -36,7 +36,7 @@ class Stack(LocalCluster):
         partitioner (CRC32 of the key) unless ``extra_args`` choose a partition (``-p N``).
         ``extra_args`` ``-K '\\t'`` reads each line as ``key<TAB>value``."""
         result = subprocess.run(
-            [_kcat(), "-b", self.kafka.bootstrap, "-t", topic, "-P", *extra_args],
+            [_kcat(), *self.kafka.kcat_args(), "-t", topic, "-P", *extra_args],
             input="".join(f"{line}\n" for line in lines),
             capture_output=True,
             text=True,

@@ -36,6 +36,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from saga_streams.app import TRANSFER_REQUEST_TOPIC, ensure_topics
+from saga_streams.config import load_settings
 from saga_streams.local.cluster import LocalCluster
 from saga_streams.messages import TransferRequested, encode
 from saga_streams.saga.state import TERMINAL, epoch_seconds
@@ -168,13 +169,13 @@ async def _send_sagas(
     slots = asyncio.Semaphore(concurrency)
     mine: set[str] = set()
     stop = time.monotonic() + seconds
-    bootstrap = cluster.kafka.bootstrap
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    access = load_settings(cluster.worker_env()).kafka
+    producer = AIOKafkaProducer(acks="all", **access.client_kwargs())
     changelog = AIOKafkaConsumer(
         "saga-orchestrator-sagas-changelog",
-        bootstrap_servers=bootstrap,
         group_id=None,
         auto_offset_reset="latest",
+        **access.client_kwargs(),
     )
     url = cluster.url("orchestrator", "/transfer")
 

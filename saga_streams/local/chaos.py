@@ -43,6 +43,8 @@ from saga_streams.app import (
     command_topic_names,
     consumed_topics,
 )
+from saga_streams.config import load_settings
+from saga_streams.connection import KafkaAccess
 from saga_streams.local.cluster import LocalCluster
 from saga_streams.roles import ROLES
 from saga_streams.saga.state import TERMINAL, epoch_seconds
@@ -120,6 +122,8 @@ class _Run:
         self.plan = plan
         self.rng = random.Random(plan.seed)
         self.cluster = LocalCluster(root, dict(plan.worker_env))
+        #: How the run's own clients (replays, lag checks) reach the cluster's broker.
+        self.access = load_settings(self.cluster.worker_env()).kafka
         self.result = ChaosResult()
         self.began = time.monotonic()
         self.deadline = self.began + plan.max_seconds
@@ -287,13 +291,13 @@ class _Run:
             settled = all(s["status"] in TERMINAL for s in sagas) and known >= set(
                 self.result.accepted
             )
-            if settled and asyncio.run(_groups_caught_up(self.cluster.kafka.bootstrap)):
+            if settled and asyncio.run(_groups_caught_up(self.access)):
                 return sagas
             time.sleep(1.0)
         in_flight = [s["saga_id"] for s in sagas if s["status"] not in TERMINAL]
         missing = set(self.result.accepted) - {s["saga_id"] for s in sagas}
         if missing:
-            on_topic = asyncio.run(_requests_on_topic(self.cluster.kafka.bootstrap, missing))
+            on_topic = asyncio.run(_requests_on_topic(self.access, missing))
             self.result.violations.append(
                 f"{len(missing)} accepted sagas unknown to the orchestrator; "
                 f"{len(on_topic)} of them are on the request topic"
@@ -346,7 +350,7 @@ class _Run:
             self.result.longest_after_fault_s = self.longest_after_fault(sagas)
 
             self.result.replayed, self.result.replayed_astray = asyncio.run(
-                _replay(self.cluster.kafka.bootstrap, plan.replays, self.rng)
+                _replay(self.access, plan.replays, self.rng)
             )
             after = self.quiesce(timeout=120)
             if self.check(after) != balances:
@@ -367,10 +371,10 @@ class _Run:
         return self.result
 
 
-async def _groups_caught_up(bootstrap: str) -> bool:
+async def _groups_caught_up(access: KafkaAccess) -> bool:
     """True when every role's consumer group has committed up to the end of its topics."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    admin = AIOKafkaAdminClient(request_timeout_ms=5000, **access.client_kwargs())
+    consumer = AIOKafkaConsumer(group_id=None, **access.client_kwargs())
     try:
         await admin.start()
         await consumer.start()
@@ -395,13 +399,13 @@ async def _groups_caught_up(bootstrap: str) -> bool:
         await admin.close()
 
 
-async def _requests_on_topic(bootstrap: str, saga_ids: set[str]) -> set[str]:
+async def _requests_on_topic(access: KafkaAccess, saga_ids: set[str]) -> set[str]:
     """Which of these saga ids have their request on the request topic (diagnostics)."""
     consumer = AIOKafkaConsumer(
         TRANSFER_REQUEST_TOPIC,
-        bootstrap_servers=bootstrap,
         group_id=None,
         auto_offset_reset="earliest",
+        **access.client_kwargs(),
     )
     await consumer.start()
     found: set[str] = set()
@@ -416,15 +420,15 @@ async def _requests_on_topic(bootstrap: str, saga_ids: set[str]) -> set[str]:
         await consumer.stop()
 
 
-async def _replay(bootstrap: str, count: int, rng: random.Random) -> tuple[int, int]:
+async def _replay(access: KafkaAccess, count: int, rng: random.Random) -> tuple[int, int]:
     """Produce again a random sample of messages already on the command and reply topics,
     every other one onto a partition other than the one its key belongs to (the agents
     forward those to it); return how many, and how many astray."""
     topics = [*command_topic_names(), REPLY_TOPIC]
     consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+        *topics, group_id=None, auto_offset_reset="earliest", **access.client_kwargs()
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(acks="all", **access.client_kwargs())
     await consumer.start()
     await producer.start()
     try:

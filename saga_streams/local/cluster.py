@@ -4,7 +4,9 @@ One worker per role to begin with, named after its role; ``add_worker`` starts m
 role (``service-a-2``, ...), each with its own web port and data folder, sharing the
 role's partitions. Used by the end-to-end tests, ``python -m saga_streams chaos`` and the
 bench. Each cluster has its own broker, ports and data folders, so several never see each
-other's topics, consumer offsets or tables.
+other's topics, consumer offsets or tables. ``brokers=3`` runs the system on a
+three-node Kafka cluster, ``secure=True`` on a SASL_SSL listener; every worker gets the
+settings to reach it (:meth:`LocalKafka.client_env`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 
 from saga_streams.audit import AuditReport, audit_api, read_sagas
 from saga_streams.config import load_settings
-from saga_streams.local.kafka import LocalKafka, free_ports
+from saga_streams.local.kafka import LocalKafka
+from saga_streams.local.ports import free_ports
 from saga_streams.local.workers import WorkerProcess, http_json
 from saga_streams.money import cents
 from saga_streams.roles import ROLES
@@ -31,20 +34,33 @@ class LocalCluster:
         root: Path,
         env: Mapping[str, str] | None = None,
         worker_args: Sequence[str] = (),
+        brokers: int = 1,
+        secure: bool = False,
     ) -> None:
         self.root = root
         self.env = dict(env or {})
         self.worker_args = tuple(worker_args)  # e.g. ("--loglevel", "warn")
-        kafka_port, controller_port, *web_ports = free_ports(2 + len(ROLES))
-        self.kafka = LocalKafka(root / "kafka", port=kafka_port, controller_port=controller_port)
+        ports = free_ports(2 * brokers + len(ROLES))
+        kafka_ports, controller_ports = ports[:brokers], ports[brokers : 2 * brokers]
+        web_ports = ports[2 * brokers :]
+        self.kafka = LocalKafka(
+            root / "kafka",
+            brokers=brokers,
+            secure=secure,
+            ports=kafka_ports,
+            controller_ports=controller_ports,
+        )
         self.ports = dict(zip(ROLES, web_ports, strict=True))  # worker name -> web port
         self.role_of = {role: role for role in ROLES}  # worker name -> its role
         self.workers: dict[str, WorkerProcess] = {}
 
     # -- processes ----------------------------------------------------------------------
     def worker_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """A worker's environment: the cluster's client settings (``KAFKA_BROKER``,
+        ``TOPIC_REPLICATION_FACTOR``, SASL_SSL ones in secure mode), ``DATA_DIR``, then
+        the cluster's ``env`` and ``extra``."""
         return {
-            "KAFKA_BROKER": f"kafka://{self.kafka.bootstrap}",
+            **self.kafka.client_env(),
             "DATA_DIR": str(self.root / "data"),
             **self.env,
             **(extra or {}),

@@ -1,67 +1,77 @@
-"""A real single-node Apache Kafka broker (KRaft) for development and tests.
+"""A real Apache Kafka cluster (KRaft) on the loopback, for development and tests.
 
-No Docker and no release tarball: the broker's jars come from Maven Central through
-Maven (``kafka/pom.xml`` lists ``org.apache.kafka:kafka_2.13`` plus the SLF4J binding the
-tarball would add), are cached outside the git tree, and the broker runs as a plain
-``java -cp '<jars>/*' kafka.Kafka server.properties`` child process.
+:class:`LocalKafka` runs one node by default, or several (``brokers=3``), each broker
+and controller in one JVM (:mod:`~saga_streams.local.kafka_node`), sharing a cluster id
+and a static quorum.  It starts them together and returns only once a Kafka client's
+metadata round trip lists every broker; it can be stopped cleanly, killed (for chaos
+tests) and started again on the same data directory, which keeps its topics and
+messages.  Each node can also be killed and started again alone (:attr:`LocalKafka.nodes`).
+``secure=True`` serves clients over SASL_SSL (SCRAM-SHA-512) with a CA and certificate
+made on the spot (:mod:`~saga_streams.local.secure`).  :meth:`LocalKafka.client_env` is
+the environment a worker needs to use the cluster.
 
-- :func:`ensure_jars` fetches the jars once per Kafka version (``mvn`` is only needed then).
-- :class:`LocalKafka` writes a single-node KRaft ``server.properties`` into a data
-  directory, formats the storage the first time, starts the broker and returns only once a
-  Kafka client has done a real metadata round trip with it.  It can be stopped cleanly
-  (:meth:`LocalKafka.stop`), killed (:meth:`LocalKafka.kill`, for chaos tests) and started
-  again on the same data directory, which keeps its topics and messages.
-- :func:`main` is a foreground CLI: ``python -m saga_streams.local.kafka``.
+:func:`main` is the foreground CLI: ``python -m saga_streams kafka [--brokers N]
+[--secure]`` (``make kafka``).
 
-Layout of a data directory::
+Layout of a data directory with one node (as it always was)::
 
-    server.properties   written on every start (ports may change between runs)
     cluster.id          the KRaft cluster id, kept so that restarts reuse the data
-    kraft/              log.dirs: topic partitions and the __cluster_metadata log
-    logs/server.log     the broker's log at INFO (log4j, size-capped)
-    logs/console.log    the JVM's stdout/stderr: WARN and above, JVM errors
+    server.properties, kraft/, logs/     the node's (see kafka_node)
+    secure/             CA, certificate, SCRAM password (secure mode only)
 
-Kafka 3.9 is used on purpose: it still accepts every old protocol version, which is the
-safest choice for aiokafka 0.14 / faust-streaming 0.15 (Kafka 4.0 removed old versions,
-KIP-896).
+With several nodes, ``cluster.id`` and ``secure/`` stay at the top and each node has its
+own ``node-1/``, ``node-2/``, ... holding its ``server.properties``, ``kraft/``, ``logs/``.
+
+The jars come from Maven Central (:mod:`~saga_streams.local.jars`), Kafka 3.9 on
+purpose: it still accepts every old protocol version, which is the safest choice for
+aiokafka 0.14 / faust-streaming 0.15 (Kafka 4.0 removed old versions, KIP-896).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import atexit
-import base64
-import contextlib
-import errno
-import fcntl
-import hashlib
 import os
-import re
-import shutil
+import shlex
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-import uuid
-import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Final, Self
+from typing import Any, Final, NoReturn, Self
 
-from aiokafka import AIOKafkaClient
-from aiokafka.errors import KafkaError
+from saga_streams.local.errors import LocalKafkaError, require_tool
+from saga_streams.local.jars import (
+    KAFKA_VERSION,
+    cache_root,
+    ensure_jars,
+    jars_dir,
+    kafka_config_dir,
+)
+from saga_streams.local.kafka_node import (
+    KafkaNode,
+    check_secure_storage,
+    new_cluster_id,
+    stop_nodes,
+    wait_until,
+)
+from saga_streams.local.ports import HOST, free_port, free_ports, port_in_use
+from saga_streams.local.secure import SecureListener
 
+# The names this module always offered stay importable from here.
 __all__ = [
     "KAFKA_VERSION",
+    "MAX_BROKERS",
+    "KafkaNode",
     "LocalKafka",
     "LocalKafkaError",
+    "broker_count",
     "cache_root",
+    "default_data_root",
     "ensure_jars",
+    "env_int",
+    "exports",
     "free_port",
     "free_ports",
     "jars_dir",
@@ -69,578 +79,310 @@ __all__ = [
     "main",
     "new_cluster_id",
     "port_in_use",
+    "ready_message",
 ]
 
-#: The Kafka release whose jars are fetched (org.apache.kafka:kafka_2.13:<version>).
-KAFKA_VERSION: Final = "3.9.1"
-
-#: Where ``pom.xml`` and ``log4j.properties`` live: ``<repo>/kafka`` unless overridden.
-_REPO_KAFKA_DIR: Final = Path(__file__).resolve().parents[2] / "kafka"
-
-#: Written into the jars directory last: its presence (with the right content) means the
-#: directory is complete.  Java's ``dir/*`` classpath only picks ``*.jar`` files.
-_MARKER: Final = ".complete"
-
-#: Generous: a cold resolution of the ~57 jars (~46 MB) takes seconds on a good link.
-_MVN_TIMEOUT_S: Final = 900.0
-
-#: StorageTool format is a short-lived JVM.
-_FORMAT_TIMEOUT_S: Final = 120.0
-
-_HOST: Final = "127.0.0.1"
-
-# Indented lines are stack frames ("\tat x.y(Z.java:1)", "\t... 3 more") or the broker's
-# config dump ("\tlog.dirs = ..."): they say little in a one-line error; the log records
-# and exception lines around them say what went wrong.
-_CONTINUATION: Final = re.compile(r"^\s")
-_ANSI: Final = re.compile(r"\x1b\[[0-9;]*m")
-# Maven's generic advice printed after every failure.
-_MVN_BOILERPLATE: Final = re.compile(
-    r"^\[ERROR\]\s*($|To see the full|Re-run Maven|For more information|\[Help \d+\])"
-)
-
-
-class LocalKafkaError(RuntimeError):
-    """The local broker could not be provisioned, started or stopped."""
-
-
-# --------------------------------------------------------------------------------------
-# Jars from Maven Central
-# --------------------------------------------------------------------------------------
-
-
-def kafka_config_dir() -> Path:
-    """Directory holding ``pom.xml`` and ``log4j.properties`` (env ``SAGA_KAFKA_DIR``)."""
-    override = os.environ.get("SAGA_KAFKA_DIR")
-    return Path(override).expanduser().resolve() if override else _REPO_KAFKA_DIR
-
-
-def cache_root() -> Path:
-    """``${SAGA_KAFKA_CACHE:-~/.cache/saga_streams}``: outside git, shared by checkouts."""
-    override = os.environ.get("SAGA_KAFKA_CACHE")
-    root = Path(override) if override else Path.home() / ".cache" / "saga_streams"
-    return root.expanduser().resolve()
-
-
-def jars_dir(version: str = KAFKA_VERSION) -> Path:
-    """The classpath directory for one Kafka version: ``<cache>/kafka-<version>/libs``."""
-    return cache_root() / f"kafka-{version}" / "libs"
-
-
-def _fingerprint(version: str, pom: Path) -> str:
-    """Identifies what a jars directory was built from (version and pom content).
-
-    Editing the pom (say, another logging binding) therefore refreshes the cache.
-    """
-    digest = hashlib.sha256(pom.read_bytes()).hexdigest()
-    return f"kafka {version} pom-sha256 {digest}\n"
-
-
-def _is_complete(libs: Path, fingerprint: str) -> bool:
-    try:
-        return (libs / _MARKER).read_text() == fingerprint
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock, so that concurrent processes run mvn only once."""
-    with path.open("a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _which(tool: str, purpose: str) -> str:
-    found = shutil.which(tool)
-    if found is None:
-        raise LocalKafkaError(f"`{tool}` is not on PATH: it is needed {purpose}")
-    return found
-
-
-def _mvn_error_summary(output: str, max_lines: int = 4) -> str:
-    """The informative tail of mvn's output, on one line."""
-    lines = [_ANSI.sub("", line).strip() for line in output.splitlines()]
-    useful = [line for line in lines if line and not _MVN_BOILERPLATE.match(line)]
-    return " | ".join(useful[-max_lines:]) or "(no output)"
-
-
-def ensure_jars(version: str = KAFKA_VERSION) -> Path:
-    """Return a complete classpath directory for Kafka ``version``, fetching it if needed.
-
-    A complete directory (marker file present and matching) is returned at once, without
-    needing ``mvn``.  Otherwise ``mvn dependency:copy-dependencies`` fills a temporary
-    directory next to the target, which is then renamed into place, so that an
-    interrupted download never leaves a half-filled classpath behind.
-    """
-    pom = kafka_config_dir() / "pom.xml"
-    if not pom.is_file():
-        raise LocalKafkaError(f"{pom} not found (set SAGA_KAFKA_DIR to the kafka/ directory)")
-    fingerprint = _fingerprint(version, pom)
-    target = jars_dir(version)
-    if _is_complete(target, fingerprint):
-        return target
-
-    mvn = _which("mvn", "once, to fetch the Kafka jars from Maven Central")
-    _which("java", "to run Maven and the Kafka broker")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target.parent / ".lock"):
-        if _is_complete(target, fingerprint):  # another process just finished it
-            return target
-        tmp = Path(tempfile.mkdtemp(prefix=".libs-", dir=target.parent))
-        try:
-            cmd = [
-                mvn,
-                "-B",  # batch mode: no progress bars, no prompts
-                "-q",
-                "-f",
-                str(pom),
-                "dependency:copy-dependencies",
-                f"-DoutputDirectory={tmp}",
-                "-DincludeScope=runtime",
-                # A -D user property overrides the pom's <kafka.version> property.
-                f"-Dkafka.version={version}",
-            ]
-            try:
-                result = subprocess.run(
-                    cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                    timeout=_MVN_TIMEOUT_S,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise LocalKafkaError(
-                    f"mvn did not finish fetching Kafka {version} jars within {_MVN_TIMEOUT_S:.0f}s"
-                ) from exc
-            if result.returncode != 0:
-                raise LocalKafkaError(
-                    f"mvn failed (exit {result.returncode}) fetching Kafka {version} jars: "
-                    f"{_mvn_error_summary(result.stdout)}"
-                )
-            if not (tmp / f"kafka_2.13-{version}.jar").is_file():
-                raise LocalKafkaError(
-                    f"mvn succeeded but kafka_2.13-{version}.jar is missing from {tmp}"
-                )
-            (tmp / _MARKER).write_text(fingerprint)
-            if target.exists():  # stale or incomplete (no marker): replace it
-                shutil.rmtree(target)
-            os.rename(tmp, target)  # atomic on the same filesystem
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-# --------------------------------------------------------------------------------------
-# Ports
-# --------------------------------------------------------------------------------------
-
-
-def free_ports(count: int, host: str = _HOST) -> list[int]:
-    """``count`` distinct TCP ports that are free right now on ``host``.
-
-    All sockets are held open until every port is chosen, so the ports differ from one
-    another.  As with any such helper, another process may take a port before you do.
-    """
-    with contextlib.ExitStack() as stack:
-        ports: list[int] = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind((host, 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
-
-
-def free_port(host: str = _HOST) -> int:
-    """A TCP port that is free right now on ``host`` (for tests)."""
-    return free_ports(1, host)[0]
-
-
-def port_in_use(port: int, host: str = _HOST) -> bool:
-    """True if a listening socket already holds ``host:port``.
-
-    SO_REUSEADDR is set, as the JVM does for server sockets: connections of a previous
-    broker lingering in TIME_WAIT do not count, a listening socket (also one bound to the
-    wildcard address) does.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return True
-            raise
-    return False
-
-
-def _tcp_accepts(port: int, host: str = _HOST, timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-# --------------------------------------------------------------------------------------
-# Readiness: a real Kafka round trip
-# --------------------------------------------------------------------------------------
-
-
-async def _metadata_round_trip(bootstrap: str, timeout: float) -> bool:
-    """True if the broker answers ApiVersions + Metadata and lists itself as a broker.
-
-    A KRaft broker binds its port early but only processes client requests once it has
-    caught up with the metadata log and is unfenced, so a TCP connect alone proves little.
-    """
-    client = AIOKafkaClient(
-        bootstrap_servers=bootstrap,
-        client_id="saga-streams-local-kafka-probe",
-        request_timeout_ms=int(timeout * 1000),
-    )
-    try:
-        await asyncio.wait_for(client.bootstrap(), timeout)
-        return len(client.cluster.brokers()) > 0
-    except (TimeoutError, KafkaError, OSError):
-        return False
-    finally:
-        await client.close()
-
-
-def _client_probe(bootstrap: str, timeout: float = 3.0) -> bool:
-    """Run :func:`_metadata_round_trip` on a private event loop in a helper thread.
-
-    A thread keeps :meth:`LocalKafka.start` usable from sync code and from code that
-    already runs an event loop (where ``asyncio.run`` is not allowed).
-    """
-    outcome: list[bool] = []
-
-    def run() -> None:
-        outcome.append(asyncio.run(_metadata_round_trip(bootstrap, timeout)))
-
-    thread = threading.Thread(target=run, name="local-kafka-probe", daemon=True)
-    thread.start()
-    thread.join(timeout + 5.0)
-    return bool(outcome and outcome[0])
-
-
-# --------------------------------------------------------------------------------------
-# Small helpers
-# --------------------------------------------------------------------------------------
-
-
-def new_cluster_id() -> str:
-    """A KRaft cluster id like ``kafka-storage.sh random-uuid`` prints.
-
-    Kafka's ``Uuid``: 16 random bytes, URL-safe base64 without padding, never starting
-    with ``-`` (it would read as a command-line flag).  Made here to spare a JVM start.
-    """
-    while True:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not cluster_id.startswith("-"):
-            return cluster_id
-
-
-_HEAP_UNITS: Final = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-
-
-def _heap_bytes(size: str) -> int:
-    """Parse a JVM heap size such as ``512m`` or ``1g``."""
-    match = re.fullmatch(r"(\d+)([kKmMgG]?)", size.strip())
-    if match is None:
-        raise ValueError(f"invalid JVM heap size {size!r} (expected e.g. '512m' or '1g')")
-    return int(match.group(1)) * _HEAP_UNITS[match.group(2).lower()]
-
-
-def _read_from(path: Path, offset: int) -> str:
-    """Text of ``path`` from ``offset`` (from the start if the file got shorter)."""
-    try:
-        with path.open("rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            start = offset if offset <= size else 0
-            handle.seek(max(start, size - 256 * 1024))
-            return handle.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
-def _file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def _summary(text: str, max_lines: int) -> list[str]:
-    lines = [line.rstrip() for line in text.splitlines()]
-    return [line for line in lines if line.strip() and not _CONTINUATION.match(line)][-max_lines:]
-
-
-def _write_properties(path: Path, props: Mapping[str, str]) -> None:
-    """Write a Java .properties file (values escaped for backslashes and newlines)."""
-
-    def escape(text: str) -> str:
-        return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-    body = "".join(f"{escape(key)}={escape(value)}\n" for key, value in props.items())
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("# Written by saga_streams.local.kafka on every start.\n" + body)
-    os.replace(tmp, path)
-
-
-def _pdeathsig_prefix() -> list[str]:
-    """Command prefix that makes the kernel SIGTERM the broker when its parent dies.
-
-    On Linux, util-linux ``setpriv --pdeathsig`` sets PR_SET_PDEATHSIG and then execs
-    java (same pid), so even a SIGKILLed test run or CLI (e.g. a CI timeout) leaves no
-    orphan java holding the port.  Done with a wrapper rather than ``preexec_fn``, which
-    is unsafe in threaded programs.  Caveat of PR_SET_PDEATHSIG: it fires when the
-    *thread* that started the broker exits, so start brokers from a long-lived thread (the
-    main thread, as pytest and the CLI do) or pass ``die_with_parent=False``.  Without
-    ``setpriv`` the broker simply has no such guard.
-    """
-    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
-    return [setpriv, "--pdeathsig", "SIGTERM", "--"] if setpriv else []
-
-
-# Brokers still running when the interpreter exits normally (or on an uncaught
-# exception / Ctrl-C) are stopped; see _stop_leftovers at the bottom of the module.
-_RUNNING: weakref.WeakSet[LocalKafka] = weakref.WeakSet()
-
-
-# --------------------------------------------------------------------------------------
-# The broker
-# --------------------------------------------------------------------------------------
+#: Every node is a voter of the static quorum; a handful is plenty on one machine.
+MAX_BROKERS: Final = 9
+#: Controller ports of a multi-node cluster default to the client port plus this.
+_CONTROLLER_OFFSET: Final = 10000
+
+
+def _replication(brokers: int) -> tuple[int, int]:
+    """(replication factor, min in-sync replicas) for a cluster of ``brokers`` nodes:
+    three copies where there are three nodes, and acks=all needing two of them, so
+    any one node may be down; all ones for a single node."""
+    factor = min(brokers, 3)
+    return factor, 2 if factor >= 3 else 1
 
 
 class LocalKafka:
-    """One single-node KRaft broker (combined broker + controller) on the loopback.
+    """A KRaft cluster of ``brokers`` combined broker + controller nodes on 127.0.0.1.
 
-    >>> with LocalKafka(Path(".data/kafka")) as kafka:   # doctest: +SKIP
+    >>> with LocalKafka(Path(".data/kafka"), brokers=3) as kafka:   # doctest: +SKIP
     ...     print(kafka.bootstrap)
-    127.0.0.1:9092
+    127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094
     """
 
     def __init__(
         self,
         data_dir: Path,
         port: int = 9092,
-        controller_port: int = 9093,
+        controller_port: int | None = None,
+        *,
+        brokers: int = 1,
+        secure: bool = False,
+        ports: Sequence[int] | None = None,
+        controller_ports: Sequence[int] | None = None,
         log_path: Path | None = None,
         heap: str = "512m",
-        *,
         version: str = KAFKA_VERSION,
         config: Mapping[str, str] | None = None,
         die_with_parent: bool = True,
     ) -> None:
-        """Describe a broker; nothing starts before :meth:`start`.
+        """Describe a cluster; nothing starts before :meth:`start`.
 
-        ``log_path`` receives the JVM's stdout/stderr (WARN and above, JVM errors);
-        default ``<data_dir>/logs/console.log``.  The INFO log is always
-        ``<data_dir>/logs/server.log``.  ``config`` adds or overrides server.properties
-        keys.  ``die_with_parent``: on Linux the broker gets SIGTERM if the starting
-        thread dies (see _pdeathsig_prefix).
+        Client ports: ``ports``, else ``port``, ``port+1``, ...  Controller ports:
+        ``controller_ports``, else ``controller_port``, ``controller_port+1``, ..., else
+        ``port+1`` for one node (as always) and ``port+10000+i`` for several (9092-9094
+        and 19092-19094 for three).  ``secure``: clients (and the brokers among
+        themselves) use SASL_SSL with SCRAM-SHA-512; the controllers stay PLAINTEXT on
+        the loopback.  ``log_path`` (one node only) receives the JVM's stdout/stderr;
+        default ``<node dir>/logs/console.log``.  ``config`` adds or overrides
+        server.properties keys of every node.  ``die_with_parent``: on Linux a node gets
+        SIGTERM if the starting thread dies (see :func:`~.jvm.pdeathsig_prefix`).
         """
-        if port == controller_port:
-            raise ValueError("port and controller_port must differ")
-        _heap_bytes(heap)  # validate early
+        if not 1 <= brokers <= MAX_BROKERS:
+            raise ValueError(f"brokers={brokers}: use 1 to {MAX_BROKERS}")
+        if ports is None:
+            ports = [port + i for i in range(brokers)]
+        if controller_ports is None:
+            if controller_port is None:
+                controller_port = port + 1 if brokers == 1 else port + _CONTROLLER_OFFSET
+            controller_ports = [controller_port + i for i in range(brokers)]
+        ports, controller_ports = list(ports), list(controller_ports)
+        if len(ports) != brokers or len(controller_ports) != brokers:
+            raise ValueError(f"give {brokers} ports and {brokers} controller ports")
+        if len(set(ports + controller_ports)) != 2 * brokers:
+            raise ValueError(f"ports {ports} and controller ports {controller_ports} overlap")
+        if log_path is not None and brokers > 1:
+            raise ValueError("log_path is for a single node; each node logs in its folder")
         self.data_dir = Path(data_dir).expanduser().resolve()
-        self.port = port
-        self.controller_port = controller_port
-        self.heap = heap
+        self.brokers = brokers
+        self.secure = secure
         self.version = version
-        self.logs_dir = self.data_dir / "logs"
-        self.log_path = (
-            Path(log_path).expanduser().resolve()
-            if log_path is not None
-            else self.logs_dir / "console.log"
-        )
-        self.server_log = self.logs_dir / "server.log"
-        self.properties_path = self.data_dir / "server.properties"
-        self.kraft_dir = self.data_dir / "kraft"
+        self.heap = heap
         self.cluster_id_path = self.data_dir / "cluster.id"
-        #: Seconds from start() to ready for the last successful start.
+        #: The SASL_SSL material (TLS files, SCRAM user) in secure mode, else None.
+        self.listener = SecureListener(self.data_dir / "secure") if secure else None
+        self.replication_factor, self.min_insync_replicas = _replication(brokers)
+        voters = ",".join(f"{i}@{HOST}:{c}" for i, c in enumerate(controller_ports, start=1))
+        #: The nodes, ``node_id`` 1 to ``brokers``.
+        self.nodes = [
+            KafkaNode(
+                self.data_dir if brokers == 1 else self.data_dir / f"node-{node_id}",
+                node_port,
+                node_controller_port,
+                node_id=node_id,
+                voters=voters,
+                cluster_id_path=self.cluster_id_path,
+                replication=self.replication_factor,
+                min_insync=self.min_insync_replicas,
+                secure=self.listener,
+                log_path=log_path,
+                heap=heap,
+                version=version,
+                config=config,
+                die_with_parent=die_with_parent,
+            )
+            for node_id, (node_port, node_controller_port) in enumerate(
+                zip(ports, controller_ports, strict=True), start=1
+            )
+        ]
+        #: Seconds from start() to every broker serving, for the last successful start.
         self.last_start_seconds: float | None = None
-        self._config = dict(config or {})
-        self._die_with_parent = die_with_parent
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log_offsets = (0, 0)
 
     # -- properties ---------------------------------------------------------------------
 
     @property
     def bootstrap(self) -> str:
-        """``bootstrap_servers`` for clients: ``127.0.0.1:<port>``."""
-        return f"{_HOST}:{self.port}"
+        """``bootstrap_servers`` for clients: ``127.0.0.1:<port>[,127.0.0.1:<port>...]``."""
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    @property
+    def ports(self) -> list[int]:
+        return [node.port for node in self.nodes]
+
+    @property
+    def controller_ports(self) -> list[int]:
+        return [node.controller_port for node in self.nodes]
+
+    # The first node's, which for one node is the whole cluster's, as it always was.
+    @property
+    def port(self) -> int:
+        return self.nodes[0].port
+
+    @property
+    def controller_port(self) -> int:
+        return self.nodes[0].controller_port
 
     @property
     def pid(self) -> int | None:
-        """Process id of the broker JVM (also its process group id), if started."""
-        return self._proc.pid if self._proc is not None else None
+        """Process id of the first node's JVM (also its process group id), if started."""
+        return self.nodes[0].pid
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.nodes[0].logs_dir
+
+    @property
+    def log_path(self) -> Path:
+        return self.nodes[0].log_path
+
+    @property
+    def server_log(self) -> Path:
+        return self.nodes[0].server_log
+
+    @property
+    def properties_path(self) -> Path:
+        return self.nodes[0].properties_path
+
+    @property
+    def kraft_dir(self) -> Path:
+        return self.nodes[0].kraft_dir
 
     def server_properties(self) -> dict[str, str]:
-        """The broker configuration written to ``server.properties`` on start."""
-        props = {
-            # Single-node KRaft: this node is both broker and controller, static quorum.
-            "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{_HOST}:{self.controller_port}",
-            "listeners": (
-                f"PLAINTEXT://{_HOST}:{self.port},CONTROLLER://{_HOST}:{self.controller_port}"
-            ),
-            "advertised.listeners": f"PLAINTEXT://{_HOST}:{self.port}",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            "log.dirs": str(self.kraft_dir),
-            # Every topic is declared with its partition count (the workers create them
-            # at start). Auto-creation would let a consumer's first metadata request make
-            # a one-partition topic that no longer lines up with the tables' changelogs.
-            "auto.create.topics.enable": "false",
-            "num.partitions": "1",
-            "group.initial.rebalance.delay.ms": "0",
-            # One broker: every replication factor / min ISR must be 1.
-            "default.replication.factor": "1",
-            "min.insync.replicas": "1",
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            # After a SIGKILL the restarted node's controller still holds the dead
-            # broker's registration and answers DUPLICATE_BROKER_REGISTRATION until that
-            # session expires; the broker retries with a doubling backoff (0.1 s, 0.2 s,
-            # ...).  Measured: default 9 s session -> ready ~14.5 s after kill(); 4 s ->
-            # ~8.5 s (a clean stop() + start() takes ~2-3 s either way).  The 0.5 s
-            # heartbeat (8 per window, a loopback call) makes a false fence unlikely, and
-            # one would only last until the next heartbeat.
-            "broker.session.timeout.ms": "4000",
-            "broker.heartbeat.interval.ms": "500",
-            # Kafka's defaults, spelled out.
-            "log.retention.hours": "168",
-            "log.retention.check.interval.ms": "300000",
-        }
-        props.update(self._config)
-        return props
+        """The first node's ``server.properties`` (the others differ in id, ports, dirs)."""
+        return self.nodes[0].server_properties()
+
+    @property
+    def _name(self) -> str:
+        return "Kafka broker" if self.brokers == 1 else "Kafka cluster"
 
     def is_formatted(self) -> bool:
-        """True once ``StorageTool format`` has written ``meta.properties``."""
-        return (self.kraft_dir / "meta.properties").is_file()
+        """True once every node's storage is formatted."""
+        return all(node.is_formatted() for node in self.nodes)
 
     def cluster_id(self) -> str:
         """The cluster id kept in ``<data_dir>/cluster.id`` (created on first use)."""
-        try:
-            existing = self.cluster_id_path.read_text().strip()
-        except FileNotFoundError:
-            existing = ""
-        if existing:
-            return existing
-        cluster_id = new_cluster_id()
-        self.cluster_id_path.write_text(cluster_id + "\n")
-        return cluster_id
+        return self.nodes[0].cluster_id()
+
+    # -- what clients need --------------------------------------------------------------
+
+    def client_env(self) -> dict[str, str]:
+        """The environment a worker needs to use this cluster: ``KAFKA_BROKER`` (every
+        node, after one ``kafka://``), ``TOPIC_REPLICATION_FACTOR``, and in secure mode
+        ``KAFKA_SECURITY_PROTOCOL``, ``KAFKA_SASL_*`` and ``KAFKA_SSL_CAFILE``.
+
+        In secure mode the TLS material and password are made first if missing (they
+        are kept in the data directory and reused by every start).
+        """
+        env = {
+            "KAFKA_BROKER": f"kafka://{self.bootstrap}",
+            "TOPIC_REPLICATION_FACTOR": str(self.replication_factor),
+        }
+        if self.listener is not None:
+            self.listener.ensure()
+            env.update(self.listener.client_env())
+        return env
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for an aiokafka client of this cluster (producer, consumer,
+        admin): ``bootstrap_servers`` and, in secure mode, SASL and a TLS context."""
+        kwargs: dict[str, Any] = {"bootstrap_servers": self.bootstrap}
+        if self.listener is not None:
+            self.listener.ensure()
+            kwargs.update(self.listener.client_kwargs())
+        return kwargs
+
+    def kcat_args(self) -> list[str]:
+        """``-b <first node>`` and, in secure mode, the ``-X`` flags kcat needs."""
+        flags: list[str] = []
+        if self.listener is not None:
+            self.listener.ensure()
+            flags = self.listener.kcat_args()
+        return ["-b", self.nodes[0].bootstrap, *flags]
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def is_running(self) -> bool:
-        """True while the broker process is alive (ready or not)."""
-        return self._proc is not None and self._proc.poll() is None
+        """True while any node's process is alive (ready or not)."""
+        return any(node.is_running() for node in self.nodes)
 
     def start(self, timeout: float = 90) -> None:
-        """Start the broker and return once it serves clients.
+        """Start every node and return once a client's metadata lists every broker.
 
-        Raises :class:`LocalKafkaError` if a port is taken, ``java`` is missing, the jars
-        cannot be fetched, formatting fails, or the broker exits or is not ready within
-        ``timeout`` seconds (the broker is then killed; the error quotes its log).
+        Raises :class:`LocalKafkaError` if a port is taken (before the data directory is
+        touched), ``java`` is missing, the jars cannot be fetched, formatting fails, or a
+        node exits or the cluster is not ready within ``timeout`` seconds (every node is
+        then killed; the error quotes the logs).
         """
         if self.is_running():
-            raise LocalKafkaError(f"Kafka on {self.bootstrap} is already running")
-        for port in (self.port, self.controller_port):
-            if port_in_use(port):
-                raise LocalKafkaError(f"port {port} is already in use: is another Kafka running?")
-        java = _which("java", "to run the Kafka broker (Java 17 works)")
+            raise LocalKafkaError(f"{self._name} on {self.bootstrap} is already running")
+        for node in self.nodes:
+            node.check_ports()
+        java = require_tool("java", "to run the Kafka broker (Java 17 works)")
         jars = ensure_jars(self.version)
 
         began = time.monotonic()
         deadline = began + timeout
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        _write_properties(self.properties_path, self.server_properties())
-        self._log_offsets = (_file_size(self.log_path), _file_size(self.server_log))
-        if not self.is_formatted():
-            self._format(java, jars)
-
-        # The broker's stdout/stderr go to the console log; the child keeps its own copy
-        # of the descriptor, ours is closed right after the spawn.
-        with self.log_path.open("ab") as console:
-            prefix = _pdeathsig_prefix() if self._die_with_parent else []
-            self._proc = subprocess.Popen(
-                [
-                    *prefix,
-                    *self._java_command(java, jars, "kafka.Kafka", str(self.properties_path)),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=console,
-                stderr=subprocess.STDOUT,
-                cwd=self.data_dir,
-                # Own session, hence own process group: Ctrl-C in a terminal does not
-                # reach the broker directly, and stop()/kill() signal the whole group.
-                start_new_session=True,
-            )
-        _RUNNING.add(self)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.listener is not None:
+            self.listener.ensure()
+            check_secure_storage(self.nodes)
+        self.cluster_id()  # one id for every node, made before they format in parallel
+        for node in self.nodes:
+            node.prepare()
+        fresh = [node for node in self.nodes if not node.is_formatted()]
+        if fresh:
+            # Each format is a JVM start (~2 s): side by side on a multi-core machine.
+            with ThreadPoolExecutor(len(fresh)) as pool:
+                for future in [pool.submit(node.format, java, jars) for node in fresh]:
+                    future.result()
         try:
-            self._wait_ready(deadline, timeout)
+            # From this thread, not a pool's: the parent-death guard follows the thread.
+            for node in self.nodes:
+                node.launch(java, jars)
+            wait_until(
+                self.nodes,
+                lambda: self._every_node_sees_all(deadline),
+                deadline,
+                f"{self._name} on {self.bootstrap} not ready after {timeout:g}s",
+            )
         except BaseException:
-            # Not ready (or interrupted, e.g. Ctrl-C): leave no half-started broker.
+            # Not ready (or interrupted, e.g. Ctrl-C): leave no half-started cluster.
             self.kill()
             raise
         self.last_start_seconds = time.monotonic() - began
 
+    def _every_node_sees_all(self, deadline: float) -> bool:
+        """True once each node's own metadata lists every broker: the controller unfences
+        a broker before that broker's metadata says so, and a client may ask any node."""
+        expected = {node.node_id for node in self.nodes}
+        return all(expected <= node.broker_ids(node.bootstrap, deadline) for node in self.nodes)
+
     def stop(self, timeout: float = 30) -> None:
-        """Stop cleanly (SIGTERM, Kafka's controlled shutdown); SIGKILL after ``timeout``."""
-        proc = self._proc
-        if proc is None:
+        """Stop every node cleanly, together (SIGTERM); SIGKILL those left after
+        ``timeout``.
+
+        Nodes left without a quorum (most of the others are down) are killed at once: a
+        broker's controlled shutdown would wait minutes for a controller that cannot be
+        elected.  A three-node stop takes ~6 s: the last quorum leader waits 5 s for a
+        successor before it exits.
+        """
+        running = sum(node.is_running() for node in self.nodes)
+        if len(self.nodes) > 1 and 2 * running <= len(self.nodes):
+            for node in self.nodes:
+                node.kill()
             return
-        if proc.poll() is None:
-            self._signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._signal(signal.SIGKILL)
-                proc.wait()
-        _RUNNING.discard(self)
+        stop_nodes(self.nodes, timeout)
 
     def kill(self) -> None:
-        """SIGKILL the broker at once (a crash, for chaos tests) and reap it."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            self._signal(signal.SIGKILL)
-        proc.wait()
-        _RUNNING.discard(self)
+        """SIGKILL every node at once (a crash, for chaos tests) and reap them."""
+        for node in self.nodes:
+            node.signal(signal.SIGKILL)
+        for node in self.nodes:
+            node.kill()
 
     def wait(self, timeout: float | None = None) -> int | None:
-        """Wait for the broker process to end; its exit code (None if never started).
+        """Wait for every node's process to end; an exit code (None if never started):
+        the first node's that did not end with a clean stop (0 or 143), else node 1's.
 
-        Raises :class:`subprocess.TimeoutExpired` if it is still running after ``timeout``.
+        Raises :class:`subprocess.TimeoutExpired` if one is still running after
+        ``timeout`` seconds in all.
         """
-        if self._proc is None:
-            return None
-        code = self._proc.wait(timeout)
-        _RUNNING.discard(self)
-        return code
+        deadline = None if timeout is None else time.monotonic() + timeout
+        codes = [
+            node.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            for node in self.nodes
+        ]
+        return next((code for code in codes if code not in (None, 0, 143)), codes[0])
 
     def log_tail(self, max_lines: int = 8) -> str:
-        """Last meaningful lines the broker logged since the latest start, on one line."""
-        console_offset, server_offset = self._log_offsets
-        lines = _summary(_read_from(self.log_path, console_offset), max_lines)
-        if not lines:  # nothing on the console (WARN+): fall back to the INFO log
-            lines = _summary(_read_from(self.server_log, server_offset), max_lines)
-        return " | ".join(lines) if lines else "(the broker logged nothing)"
+        """Last meaningful lines the nodes logged since their latest start, on one line."""
+        if len(self.nodes) == 1:
+            return self.nodes[0].log_tail(max_lines)
+        return " || ".join(f"node {n.node_id}: {n.log_tail(max_lines)}" for n in self.nodes)
 
     def __enter__(self) -> Self:
         if not self.is_running():
@@ -656,113 +398,75 @@ class LocalKafka:
         self.stop()
 
     def __repr__(self) -> str:
-        state = "running" if self.is_running() else "stopped"
-        return f"LocalKafka({self.bootstrap}, {self.data_dir}, {state}, pid={self.pid})"
-
-    # -- internals ----------------------------------------------------------------------
-
-    def _java_command(self, java: str, jars: Path, main_class: str, *args: str) -> list[str]:
-        log4j = kafka_config_dir() / "log4j.properties"
-        if not log4j.is_file():
-            raise LocalKafkaError(f"{log4j} not found (set SAGA_KAFKA_DIR to kafka/)")
-        heap_min = "256m" if _heap_bytes(self.heap) >= _heap_bytes("256m") else self.heap
-        return [
-            java,
-            f"-Xms{heap_min}",
-            f"-Xmx{self.heap}",
-            # The GC settings of Kafka's kafka-run-class.sh.
-            "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20",
-            "-XX:InitiatingHeapOccupancyPercent=35",
-            "-XX:+ExplicitGCInvokesConcurrent",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j.configuration={log4j.as_uri()}",
-            f"-Dkafka.logs.dir={self.logs_dir}",
-            "-cp",
-            f"{jars}/*",  # Java expands the wildcard itself (to *.jar only)
-            main_class,
-            *args,
-        ]
-
-    def _format(self, java: str, jars: Path) -> None:
-        """``kafka-storage.sh format`` for a fresh data directory (static quorum)."""
-        cmd = self._java_command(
-            java,
-            jars,
-            "kafka.tools.StorageTool",
-            "format",
-            "-t",
-            self.cluster_id(),
-            "-c",
-            str(self.properties_path),
-            "--ignore-formatted",
+        running = sum(node.is_running() for node in self.nodes)
+        return (
+            f"LocalKafka({self.bootstrap}, {self.data_dir}, "
+            f"{running}/{len(self.nodes)} running, pid={self.pid})"
         )
-        try:
-            result = subprocess.run(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                cwd=self.data_dir,
-                timeout=_FORMAT_TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise LocalKafkaError(
-                f"formatting {self.kraft_dir} took more than {_FORMAT_TIMEOUT_S:.0f}s"
-            ) from exc
-        if result.returncode != 0 or not self.is_formatted():
-            tail = " | ".join(_summary(result.stdout, 6)) or "(no output)"
-            raise LocalKafkaError(
-                f"formatting {self.kraft_dir} failed (exit {result.returncode}): {tail}"
-            )
-
-    def _wait_ready(self, deadline: float, timeout: float) -> None:
-        proc = self._proc
-        assert proc is not None
-        while True:
-            code = proc.poll()
-            if code is not None:
-                raise LocalKafkaError(
-                    f"Kafka broker exited with code {code} during start-up: "
-                    f"{self.log_tail()} (logs in {self.logs_dir})"
-                )
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise LocalKafkaError(
-                    f"Kafka broker on {self.bootstrap} not ready after {timeout:g}s: "
-                    f"{self.log_tail()} (logs in {self.logs_dir})"
-                )
-            # Cheap TCP check first; the client round trip only once the port answers.
-            if _tcp_accepts(self.port) and _client_probe(
-                self.bootstrap, timeout=max(0.5, min(3.0, remaining))
-            ):
-                return
-            time.sleep(0.2)
-
-    def _signal(self, sig: signal.Signals) -> None:
-        """Signal the broker's process group (only while it is not reaped, so the id
-        cannot have been reused)."""
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-
-
-def _stop_leftovers() -> None:
-    for kafka in list(_RUNNING):
-        with contextlib.suppress(Exception):
-            kafka.stop(timeout=15)
-
-
-atexit.register(_stop_leftovers)
 
 
 # --------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------
+
+
+def default_data_root(data_dir: Path, brokers: int = 1, secure: bool = False) -> Path:
+    """Where a local system keeps its broker, worker tables and logs by default.
+
+    ``DATA_DIR`` itself for the usual single plaintext node (as it always was);
+    ``DATA_DIR/brokers-3``, ``DATA_DIR/secure``, ``DATA_DIR/secure-brokers-3`` for the
+    others, so that switching never starts workers on tables another cluster wrote.
+    The broker's data is ``<root>/kafka``.
+    """
+    parts = (["secure"] if secure else []) + ([f"brokers-{brokers}"] if brokers > 1 else [])
+    return data_dir / "-".join(parts) if parts else data_dir
+
+
+def env_int(name: str, default: int, what: str = "a port number") -> int:
+    """The whole number in environment variable ``name``, else ``default``."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise LocalKafkaError(f"{name}={raw!r} is not {what}") from None
+
+
+def broker_count(given: int | None) -> int:
+    """``--brokers``, else ``KAFKA_BROKERS``, else 1; checked against the limit."""
+    count = given if given is not None else env_int("KAFKA_BROKERS", 1, "a number of brokers")
+    if not 1 <= count <= MAX_BROKERS:
+        raise LocalKafkaError(f"{count} brokers: use 1 to {MAX_BROKERS}")
+    return count
+
+
+def exports(env: Mapping[str, str]) -> str:
+    """``export NAME=value`` lines a shell can paste (values quoted)."""
+    return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in env.items())
+
+
+def ready_message(kafka: LocalKafka, workers_root: Path | None) -> str:
+    """What the foreground CLI prints once the cluster serves: where, and how to use it
+    (``workers_root``: a ``DATA_DIR`` to export for workers of this cluster, if any)."""
+    what = [f"Kafka {kafka.version}"]
+    if kafka.brokers > 1:
+        what.append(f"{kafka.brokers} nodes")
+    if kafka.secure:
+        what.append("SASL_SSL")
+    what += [f"data in {kafka.data_dir}", f"ready in {kafka.last_start_seconds or 0:.1f}s"]
+    env = kafka.client_env()
+    if workers_root is not None:  # keep the workers' tables with this cluster's topics
+        env["DATA_DIR"] = str(workers_root.absolute())
+    return "\n".join(
+        [
+            f"kafka ready on {kafka.bootstrap} ({', '.join(what)})",
+            "# the settings of a worker using it:",
+            exports(env),
+            "# its topics with kcat:",
+            shlex.join(["kcat", *kafka.kcat_args(), "-L"]),
+        ]
+    )
 
 
 class _StopRequested(BaseException):
@@ -773,57 +477,75 @@ def _request_stop(signum: int, frame: FrameType | None) -> None:
     raise _StopRequested(signum)
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise LocalKafkaError(f"{name}={raw!r} is not a port number") from None
+def _watch(kafka: LocalKafka) -> NoReturn:
+    """Return never; :class:`LocalKafkaError` once the cluster can no longer serve.
+
+    One node gone from several (a ``kill -9`` to watch a failover, say) is reported and
+    the others carry on; the last node of a single-node broker, or the node that takes
+    the quorum's majority with it, ends the run.
+    """
+    gone: set[int] = set()
+    while True:
+        for node in kafka.nodes:
+            code = node.returncode()
+            if code is None or node.node_id in gone:
+                continue
+            gone.add(node.node_id)
+            message = f"{node.name} exited unexpectedly with code {code}: {node.log_tail()}"
+            if 2 * (len(kafka.nodes) - len(gone)) <= len(kafka.nodes):
+                raise LocalKafkaError(message)
+            print(f"warning: {message}; the others carry on", file=sys.stderr, flush=True)
+        time.sleep(0.5)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a broker in the foreground until SIGINT/SIGTERM; 0 on a clean stop, 1 on error."""
+    """Run a cluster in the foreground until SIGINT/SIGTERM; 0 on a clean stop, 1 on error."""
     parser = argparse.ArgumentParser(
-        prog="python -m saga_streams.local.kafka",
+        prog="python -m saga_streams kafka",
         description=(
-            "Run a single-node Apache Kafka broker (KRaft) in the foreground, from jars "
-            "fetched by Maven. Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT "
-            "(KAFKA_PORT+1), DATA_DIR (.data; the broker uses DATA_DIR/kafka), "
+            "Run Apache Kafka (KRaft) in the foreground, from jars fetched by Maven: one "
+            "node, or several (--brokers 3), plaintext or SASL_SSL (--secure). Prints the "
+            "settings a worker needs. Environment: KAFKA_PORT (9092; more nodes take the "
+            "next ports), KAFKA_CONTROLLER_PORT (KAFKA_PORT+1 for one node, KAFKA_PORT+10000 "
+            "for several), KAFKA_BROKERS (1), DATA_DIR (.data; the cluster uses "
+            "DATA_DIR/kafka, or DATA_DIR/brokers-N/kafka, DATA_DIR/secure/kafka), "
             "SAGA_KAFKA_CACHE (~/.cache/saga_streams)."
         ),
     )
-    parser.add_argument("--port", type=int, default=None, help="client port")
-    parser.add_argument("--controller-port", type=int, default=None, help="KRaft port")
-    parser.add_argument("--data-dir", type=Path, default=None, help="broker data dir")
+    parser.add_argument("--port", type=int, default=None, help="client port of node 1")
+    parser.add_argument("--controller-port", type=int, default=None, help="KRaft port of node 1")
+    parser.add_argument("--data-dir", type=Path, default=None, help="the cluster's data dir")
+    parser.add_argument("--brokers", type=int, default=None, help="number of nodes (1)")
+    parser.add_argument(
+        "--secure", action="store_true", help="SASL_SSL (SCRAM-SHA-512) client listener"
+    )
     args = parser.parse_args(argv)
 
     kafka: LocalKafka | None = None
     previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        port = args.port if args.port is not None else _env_int("KAFKA_PORT", 9092)
+        brokers = broker_count(args.brokers)
+        port = args.port if args.port is not None else env_int("KAFKA_PORT", 9092)
+        default_controller = port + 1 if brokers == 1 else port + _CONTROLLER_OFFSET
         controller_port = (
             args.controller_port
             if args.controller_port is not None
-            else _env_int("KAFKA_CONTROLLER_PORT", port + 1)
+            else env_int("KAFKA_CONTROLLER_PORT", default_controller)
         )
-        data_dir = (
-            args.data_dir
-            if args.data_dir is not None
-            else Path(os.environ.get("DATA_DIR") or ".data") / "kafka"
+        base = Path(os.environ.get("DATA_DIR") or ".data")
+        root = default_data_root(base, brokers, args.secure)
+        data_dir = args.data_dir if args.data_dir is not None else root / "kafka"
+        kafka = LocalKafka(
+            data_dir,
+            port=port,
+            controller_port=controller_port,
+            brokers=brokers,
+            secure=args.secure,
         )
-        kafka = LocalKafka(data_dir, port=port, controller_port=controller_port)
         kafka.start()  # fetches the jars first if they are not cached yet
-        print(
-            f"kafka ready on {kafka.bootstrap} (Kafka {kafka.version}, data in {kafka.data_dir})",
-            flush=True,
-        )
-        while kafka.is_running():
-            time.sleep(0.5)
-        raise LocalKafkaError(
-            f"Kafka broker exited unexpectedly with code {kafka.wait()}: {kafka.log_tail()}"
-        )
+        print(ready_message(kafka, root if args.data_dir is None and root != base else None))
+        sys.stdout.flush()
+        _watch(kafka)
     except _StopRequested:
         return 0
     except (LocalKafkaError, ValueError, OSError) as exc:

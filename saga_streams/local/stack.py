@@ -1,12 +1,17 @@
 """``python -m saga_streams run`` (``make run``): Kafka and one worker per role, in the foreground.
 
-Starts a local broker (unless ``KAFKA_BROKER`` names another one), then one worker per
-role, streams their output with a role prefix, and on Ctrl-C or SIGTERM stops the workers
-and then the broker, leaving no process behind.
+Starts a local broker (unless ``KAFKA_BROKER`` names another one), or a cluster of
+several with ``--brokers 3`` (``KAFKA_BROKERS=3``), on a SASL_SSL listener with
+``--secure``, then one worker per role with the settings to reach it, streams their
+output with a role prefix, and on Ctrl-C or SIGTERM stops the workers and then the
+broker, leaving no process behind.  Such a cluster keeps its data, its workers' tables
+and the logs in ``DATA_DIR/brokers-N/`` (``secure/``, ``secure-brokers-N/``), apart from
+the usual single broker's, so that no worker starts on tables another cluster wrote.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import sys
@@ -16,7 +21,14 @@ from pathlib import Path
 from types import FrameType
 
 from saga_streams.config import ConfigError, load_settings
-from saga_streams.local.kafka import LocalKafka, LocalKafkaError, port_in_use
+from saga_streams.local.kafka import (
+    LocalKafka,
+    LocalKafkaError,
+    broker_count,
+    default_data_root,
+    env_int,
+)
+from saga_streams.local.ports import port_in_use
 from saga_streams.local.workers import WorkerError, WorkerProcess
 from saga_streams.roles import ROLES
 
@@ -52,32 +64,62 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m saga_streams run",
+        description=(
+            "Kafka and one worker per role, in the foreground; Ctrl-C stops all. "
+            "KAFKA_BROKER set: use that broker instead of starting one."
+        ),
+    )
+    parser.add_argument(
+        "--brokers",
+        type=int,
+        default=None,
+        help="Kafka nodes to start (KAFKA_BROKERS, 1); 3: replicated topics, one may die",
+    )
+    parser.add_argument(
+        "--secure", action="store_true", help="workers reach Kafka over SASL_SSL (SCRAM)"
+    )
+    args = parser.parse_args([] if argv is None else argv)
     try:
         settings = load_settings()
-    except ConfigError as exc:
+        brokers = broker_count(args.brokers)
+    except (ConfigError, LocalKafkaError) as exc:
         print(f"saga_streams: {exc}", file=sys.stderr)
         return 1
+    external = "KAFKA_BROKER" in os.environ
+    if external and (brokers > 1 or args.secure):
+        print(
+            "saga_streams: KAFKA_BROKER names a broker to use; --brokers/KAFKA_BROKERS "
+            "and --secure start a local one instead: unset one of them",
+            file=sys.stderr,
+        )
+        return 1
+    root = (
+        settings.data_dir
+        if external
+        else default_data_root(settings.data_dir, brokers, args.secure)
+    )
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     began = time.monotonic()
     kafka: LocalKafka | None = None
     workers: list[WorkerProcess] = []
-    env = {"KAFKA_BROKER": settings.kafka_broker, "DATA_DIR": str(settings.data_dir.absolute())}
+    env = {"KAFKA_BROKER": settings.kafka_broker, "DATA_DIR": str(root.absolute())}
     busy = [f"{r.name} ({r.web_port})" for r in ROLES.values() if port_in_use(r.web_port)]
     if busy:
         print(f"saga_streams: web port already in use for {', '.join(busy)}", file=sys.stderr)
         return 1
     try:
-        if "KAFKA_BROKER" not in os.environ:
-            port = int(os.environ.get("KAFKA_PORT", "9092"))
-            kafka = LocalKafka(
-                Path(settings.data_dir) / "kafka", port=port, controller_port=port + 1
-            )
-            _say("kafka", f"starting Kafka on 127.0.0.1:{port} (data in {kafka.data_dir})")
+        if not external:
+            port = env_int("KAFKA_PORT", 9092)
+            kafka = LocalKafka(root / "kafka", port=port, brokers=brokers, secure=args.secure)
+            over = " over SASL_SSL" if args.secure else ""
+            _say("kafka", f"starting Kafka on {kafka.bootstrap}{over} (data in {kafka.data_dir})")
             kafka.start()
-            env["KAFKA_BROKER"] = f"kafka://{kafka.bootstrap}"
+            env.update(kafka.client_env())
             _say("kafka", f"ready in {kafka.last_start_seconds:.1f}s")
-        log_dir = settings.data_dir / "logs"
+        log_dir = root / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         for role in ROLES.values():
             worker = WorkerProcess(role.name, role.web_port, env)
