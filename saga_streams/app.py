@@ -7,19 +7,17 @@ themselves, declared explicitly so that none is left to the broker's auto-creati
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
 import faust
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from saga_streams.config import ConfigError, Settings, load_settings
+from saga_streams.connection import KafkaAccess
 from saga_streams.roles import PARTICIPANTS, Role, check_workflows
 from saga_streams.saga.workflow import WORKFLOWS, WorkflowError
+from saga_streams.topics import TopicError, TopicSpec, provision_topics
 
 __all__ = [
     "REPLY_TOPIC",
@@ -57,7 +55,6 @@ def all_topic_names() -> tuple[str, ...]:
 
 
 log = logging.getLogger(__name__)
-_TOPIC_ALREADY_EXISTS = 36
 
 
 async def ensure_topics(
@@ -67,65 +64,30 @@ async def ensure_topics(
     compacted: Iterable[str] = (),
     timeout: float = 60.0,
 ) -> None:
-    """Create the topics that do not exist yet, and check those that do.
-
-    Idempotent, so every role calls it at start and the first one up creates them. A topic
-    with another partition count (say, auto-created by the broker) is a clear error here,
-    not a silent mis-assignment later.
-    """
-    compacted = list(compacted)
-    names = [*names, *compacted]
-    deadline = time.monotonic() + timeout
-    while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-        try:
-            await admin.start()
-            response = await admin.create_topics(
-                [
-                    NewTopic(
-                        name,
-                        num_partitions=partitions,
-                        replication_factor=1,
-                        topic_configs={"cleanup.policy": "compact"} if name in compacted else {},
-                    )
-                    for name in names
-                ]
-            )
-            for topic, code, *rest in response.topic_errors:
-                if code not in (0, _TOPIC_ALREADY_EXISTS):
-                    raise RuntimeError(f"cannot create topic {topic!r}: error {code} {rest}")
-                if code == 0:
-                    log.info("Created topic %r with %d partitions", topic, partitions)
-            for topic, found in (await _partition_counts(admin, names)).items():
-                if found != partitions:
-                    raise SystemExit(
-                        f"saga_streams: topic {topic!r} has {found} partitions but "
-                        f"TOPIC_PARTITIONS={partitions}; delete it or set TOPIC_PARTITIONS={found}"
-                    )
-            return
-        except (KafkaConnectionError, KafkaError, OSError) as exc:
-            if time.monotonic() > deadline:
-                raise SystemExit(
-                    f"saga_streams: cannot reach Kafka at {bootstrap} to create topics: {exc}"
-                ) from None
-            await asyncio.sleep(1.0)
-        finally:
-            await admin.close()
+    """Topics with ``partitions`` each on a plaintext broker with one replica (the bench's
+    and the tests' own topics); the workers' are made by ``SagaApp``."""
+    compacted = set(compacted)
+    specs = {
+        name: TopicSpec(partitions, _COMPACTED if name in compacted else {})
+        for name in [*names, *compacted]
+    }
+    try:
+        await provision_topics(KafkaAccess(tuple(bootstrap.split(","))), specs, 1, timeout)
+    except TopicError as exc:
+        raise SystemExit(f"saga_streams: {exc}") from None
 
 
-async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
-    """Partition count of each topic, waiting out the moment right after creation when
-    the broker's metadata still shows a new topic with no partitions."""
-    for _ in range(50):
-        counts = {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(names)}
-        if all(counts.get(name) for name in names):
-            break
-        await asyncio.sleep(0.2)
-    return counts
+_COMPACTED = {"cleanup.policy": "compact"}
+#: Requests carry the time by which the view needs Kafka's acknowledgement: the broker's
+#: append time on each request lets the agent tell one appended too late (see
+#: ``TransferRequested.accept_by``).
+_APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
 
 
 class SagaApp(faust.App):
     """A Faust app that makes sure its topics exist before its consumer subscribes.
+
+    ``kafka`` says how to reach the cluster (the same for the admin client as for Faust).
 
     Faust creates ``internal`` topics while subscribing, and the partition assignor can
     run before the new topics reach its metadata: the worker then ignores them ("Ignoring
@@ -134,15 +96,23 @@ class SagaApp(faust.App):
     consumer service starts), avoids that race.
     """
 
+    kafka: KafkaAccess
+
     async def on_first_start(self) -> None:
         # Faust creates the data folder without its parents; DATA_DIR may be new.
         Path(self.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
         await super().on_first_start()
-        bootstrap = ",".join(f"{url.host}:{url.port or 9092}" for url in self.conf.broker)
-        changelogs = [table.changelog_topic.get_topic_name() for table in self.tables.values()]
-        await ensure_topics(
-            bootstrap, all_topic_names(), self.conf.topic_partitions, compacted=changelogs
-        )
+        partitions = self.conf.topic_partitions
+        topics = {name: TopicSpec(partitions) for name in all_topic_names()}
+        topics[TRANSFER_REQUEST_TOPIC] = TopicSpec(partitions, _APPEND_TIME)
+        for table in self.tables.values():
+            topics[table.changelog_topic.get_topic_name()] = TopicSpec(partitions, _COMPACTED)
+        # Faust's own: the partition assignor's leader topic, one partition.
+        topics[f"{self.conf.id}-__assignor-__leader"] = TopicSpec(1)
+        try:
+            await provision_topics(self.kafka, topics, self.conf.topic_replication_factor)
+        except TopicError as exc:
+            raise SystemExit(f"saga_streams: {exc}") from None
 
     async def on_started(self) -> None:
         await super().on_started()
@@ -186,9 +156,10 @@ def create_app(role: Role, settings: Settings) -> faust.App:
     # one role need two folders. Faust formats ``{conf...}`` when the path is read, after
     # ``--web-port`` has been applied, so the port tells the workers apart.
     datadir = Path(settings.data_dir).absolute() / f"{role.name}-{{conf.web_port}}"
-    return SagaApp(
+    app = SagaApp(
         role.app_id,
-        broker=settings.kafka_broker,
+        broker=settings.kafka.broker_url,
+        broker_credentials=settings.kafka.faust_credentials(),
         store="rocksdb://",
         datadir=str(datadir),
         web_port=role.web_port,
@@ -198,7 +169,12 @@ def create_app(role: Role, settings: Settings) -> faust.App:
         web_bind=settings.web_bind,
         web_host=settings.web_host,
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        # Every topic Faust creates (changelogs, the assignor's leader topic, any
+        # repartition topic) gets this many replicas; ours get it from provision_topics.
+        topic_replication_factor=settings.replication_factor,
+        # Every write waits for all in-sync replicas: with min.insync.replicas=2, an
+        # acknowledged write survives the loss of a broker.
+        producer_acks=-1,
         # Roles discover nothing: each role module imports exactly what it runs.
         autodiscover=False,
         # A worker that dies without leaving its consumer group (kill -9) holds its
@@ -213,6 +189,8 @@ def create_app(role: Role, settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="json",
     )
+    app.kafka = settings.kafka
+    return app
 
 
 def declare_topic(app: faust.App, *names: str, partitions: int) -> faust.TopicT:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from saga_streams.connection import PROTOCOLS, SASL_MECHANISMS, KafkaAccess
 from saga_streams.money import parse_cents
 from saga_streams.roles import PARTICIPANTS
 from saga_streams.rules import ID_RULE, IDENTIFIER
@@ -28,7 +29,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    kafka_broker: str
+    kafka: KafkaAccess
     data_dir: Path
     failure_rates: Mapping[str, float]  # participant role name -> probability of failing
     partitions: int
@@ -36,10 +37,17 @@ class Settings:
     #: the first is the participant's default (the seed's A, B, C)
     accounts: Mapping[str, Mapping[str, int]]
     retry_policy: RetryPolicy
+    #: Replicas of every topic and changelog the system creates (TOPIC_REPLICATION_FACTOR).
+    replication_factor: int = 1
     #: Where the worker's web server listens, and the host other workers of its role use
     #: to reach it (the host of its Faust ``canonical_url``).
     web_bind: str = "127.0.0.1"
     web_host: str = "127.0.0.1"
+
+    @property
+    def kafka_broker(self) -> str:
+        """The bootstrap list as one Faust broker URL: ``kafka://h1:9092;kafka://h2:9092``."""
+        return self.kafka.broker_url
 
     @property
     def opening_balances(self) -> dict[str, int]:
@@ -161,23 +169,102 @@ def _participant_accounts(env: Mapping[str, str]) -> dict[str, dict[str, int]]:
     return accounts
 
 
-def _broker(env: Mapping[str, str]) -> str:
+_ADDRESS = re.compile(r"(?:kafka://)?([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})")
+
+
+def _bootstrap(env: Mapping[str, str]) -> tuple[str, ...]:
+    """``KAFKA_BROKER``: one broker or a comma-separated list, each ``host:port`` with or
+    without ``kafka://`` (the bare form is what kcat users type)."""
     raw = env.get("KAFKA_BROKER", "").strip() or DEFAULT_BROKER
-    # Faust wants a URL; accept the bare host:port that kcat users type as well.
-    return raw if "://" in raw else f"kafka://{raw}"
+    addresses = []
+    for entry in filter(None, (part.strip() for part in re.split("[,;]", raw))):
+        match = _ADDRESS.fullmatch(entry)
+        if match is None or not 1 <= int(match.group(2)) <= 65535:
+            raise ConfigError(
+                f"KAFKA_BROKER={raw!r}: {entry!r} is not host:port; "
+                "use e.g. 127.0.0.1:9092 or a comma-separated list of them"
+            )
+        addresses.append(f"{match.group(1)}:{int(match.group(2))}")
+    if not addresses:
+        raise ConfigError(f"KAFKA_BROKER={raw!r} names no broker")
+    return tuple(addresses)
+
+
+def _file(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{name}={raw!r}: no such file")
+    return str(path.absolute())
+
+
+def _kafka_access(env: Mapping[str, str]) -> KafkaAccess:
+    """The bootstrap list and ``KAFKA_SECURITY_PROTOCOL`` with what that protocol needs."""
+    protocol = env.get("KAFKA_SECURITY_PROTOCOL", "").strip().upper() or "PLAINTEXT"
+    if protocol not in PROTOCOLS:
+        raise ConfigError(
+            f"KAFKA_SECURITY_PROTOCOL={protocol!r}: use one of {', '.join(PROTOCOLS)}"
+        )
+    sasl = {
+        name: env.get(name, "").strip() or None
+        for name in ("KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD")
+    }
+    tls = {name: _file(env, name) for name in _TLS_FILES}
+    if protocol.startswith("SASL_"):
+        mechanism = (sasl["KAFKA_SASL_MECHANISM"] or "").upper()
+        if mechanism not in SASL_MECHANISMS:
+            raise ConfigError(
+                f"KAFKA_SASL_MECHANISM={mechanism!r}: with {protocol}, use one of "
+                + ", ".join(SASL_MECHANISMS)
+            )
+        for name in ("KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"):
+            if sasl[name] is None:
+                raise ConfigError(f"{name} is needed with KAFKA_SECURITY_PROTOCOL={protocol}")
+        sasl["KAFKA_SASL_MECHANISM"] = mechanism
+    else:
+        given = [name for name, value in sasl.items() if value is not None]
+        if given:
+            raise ConfigError(
+                f"{given[0]} is set but KAFKA_SECURITY_PROTOCOL={protocol} has no SASL"
+            )
+    if protocol.endswith("SSL"):
+        if (tls["KAFKA_SSL_CERTFILE"] is None) != (tls["KAFKA_SSL_KEYFILE"] is None):
+            raise ConfigError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together")
+    else:
+        given = [name for name, value in tls.items() if value is not None]
+        if given:
+            raise ConfigError(
+                f"{given[0]} is set but KAFKA_SECURITY_PROTOCOL={protocol} has no TLS"
+            )
+    return KafkaAccess(
+        bootstrap=_bootstrap(env),
+        security_protocol=protocol,
+        sasl_mechanism=sasl["KAFKA_SASL_MECHANISM"],
+        sasl_username=sasl["KAFKA_SASL_USERNAME"],
+        sasl_password=sasl["KAFKA_SASL_PASSWORD"],
+        ssl_cafile=tls["KAFKA_SSL_CAFILE"],
+        ssl_certfile=tls["KAFKA_SSL_CERTFILE"],
+        ssl_keyfile=tls["KAFKA_SSL_KEYFILE"],
+    )
+
+
+_TLS_FILES = ("KAFKA_SSL_CAFILE", "KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE")
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise ConfigError naming the first bad one."""
     env = os.environ if env is None else env
     return Settings(
-        kafka_broker=_broker(env),
+        kafka=_kafka_access(env),
         data_dir=Path(env.get("DATA_DIR", "").strip() or ".data"),
         failure_rates={
             name: _rate(env, p.failure_rate_variable, p.default_failure_rate)
             for name, p in PARTICIPANTS.items()
         },
         partitions=_positive_int(env, "TOPIC_PARTITIONS", 4, maximum=256),
+        replication_factor=_positive_int(env, "TOPIC_REPLICATION_FACTOR", 1, maximum=32),
         accounts=_participant_accounts(env),
         web_bind=env.get("WEB_BIND", "").strip() or "127.0.0.1",
         web_host=env.get("WEB_HOST", "").strip() or "127.0.0.1",

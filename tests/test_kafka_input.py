@@ -180,7 +180,11 @@ def wait_caught_up(stack: Stack, timeout: float = 45.0) -> None:
     deadline = time.monotonic() + timeout
     streak = 0
     while time.monotonic() < deadline:
-        streak = streak + 1 if asyncio.run(_groups_caught_up(stack.kafka.bootstrap)) else 0
+        streak = (
+            streak + 1
+            if asyncio.run(_groups_caught_up(load_settings(stack.worker_env()).kafka))
+            else 0
+        )
         if streak == 2:
             return
         time.sleep(1.0)

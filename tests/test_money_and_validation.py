@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -185,3 +186,52 @@ def test_accounts_are_opened_from_settings() -> None:
     settings = load_settings({"SERVICE_B_ACCOUNTS": "B-{1..2}=10", "OPENING_BALANCE_B": "7"})
     assert settings.accounts["service-b"] == {"B": 7_00, "B-1": 10_00, "B-2": 10_00}
     assert sum(settings.opening_balances.values()) == 1000_00 + 27_00
+
+
+def test_kafka_settings_take_a_bootstrap_list_and_a_replication_factor() -> None:
+    settings = load_settings(
+        {"KAFKA_BROKER": "k1:9092, kafka://k2:9093;k3:9094", "TOPIC_REPLICATION_FACTOR": "3"}
+    )
+    assert settings.kafka.bootstrap == ("k1:9092", "k2:9093", "k3:9094")
+    assert settings.kafka.bootstrap_servers == "k1:9092,k2:9093,k3:9094"
+    assert settings.kafka_broker == "kafka://k1:9092;kafka://k2:9093;kafka://k3:9094"
+    assert settings.replication_factor == 3
+    assert load_settings({}).replication_factor == 1
+    assert settings.kafka.client_kwargs() == {
+        "bootstrap_servers": "k1:9092,k2:9093,k3:9094",
+        "security_protocol": "PLAINTEXT",
+    }
+    assert settings.kafka.faust_credentials() is None
+
+
+def test_kafka_security_settings_are_checked_together(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read until a connection is made")
+    sasl = {
+        "KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+        "KAFKA_SASL_MECHANISM": "scram-sha-512",
+        "KAFKA_SASL_USERNAME": "saga",
+        "KAFKA_SASL_PASSWORD": "secret",
+    }
+    access = load_settings(sasl).kafka
+    assert (access.security_protocol, access.sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-512")
+    assert access.uses_tls and access.uses_sasl and access.ssl_cafile is None
+    plain = load_settings({**sasl, "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"}).kafka
+    assert plain.client_kwargs()["sasl_plain_username"] == "saga"
+    assert "ssl_context" not in plain.client_kwargs()
+    for env, name in (
+        ({"KAFKA_BROKER": "nohost"}, "KAFKA_BROKER"),
+        ({"KAFKA_BROKER": "h:99999"}, "KAFKA_BROKER"),
+        ({"KAFKA_BROKER": " , "}, "KAFKA_BROKER"),
+        ({"TOPIC_REPLICATION_FACTOR": "0"}, "TOPIC_REPLICATION_FACTOR"),
+        ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "KAFKA_SECURITY_PROTOCOL"),
+        ({**sasl, "KAFKA_SASL_MECHANISM": "GSSAPI"}, "KAFKA_SASL_MECHANISM"),
+        ({**sasl, "KAFKA_SASL_PASSWORD": ""}, "KAFKA_SASL_PASSWORD"),
+        ({"KAFKA_SASL_USERNAME": "saga"}, "KAFKA_SASL_USERNAME"),
+        ({"KAFKA_SSL_CAFILE": str(ca)}, "KAFKA_SSL_CAFILE"),
+        ({**sasl, "KAFKA_SSL_CAFILE": str(tmp_path / "missing.pem")}, "KAFKA_SSL_CAFILE"),
+        ({**sasl, "KAFKA_SSL_CERTFILE": str(ca)}, "KAFKA_SSL_CERTFILE"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            load_settings(env)
+        assert name in str(info.value), (env, info.value)
