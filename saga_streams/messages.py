@@ -49,6 +49,11 @@ class TransferRequested:
     #: The two parties; a request without them is the seed's transfer from A to B.
     from_account: str = "A"
     to_account: str = "B"
+    #: The latest time (epoch ms) at which Kafka may append this request: the view
+    #: answers 503 if its acknowledgement has not come soon after, and the orchestrator
+    #: refuses a request the broker appended later (the topic stamps append times), so a
+    #: client told 503 is never charged. None: no deadline (a request made by hand).
+    accept_by: int | None = None
 
     type: Literal["TransferRequested"] = "TransferRequested"
 
@@ -159,11 +164,14 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "issued_at": (int,),
     "attempt": (int,),
     "deadline": (int,),
+    "accept_by": (int, type(None)),
     "undoes": (str, type(None)),
     "error": (str, type(None)),
     "uncertain": (bool,),
 }
-_OPTIONAL = frozenset({"undoes", "error", "attempt", "uncertain", "from_account", "to_account"})
+_OPTIONAL = frozenset(
+    {"undoes", "error", "attempt", "uncertain", "from_account", "to_account", "accept_by"}
+)
 _ENUMS: dict[str, tuple[str, ...]] = {
     "kind": ("ACTION", "COMPENSATION"),
     "status": ("SUCCESS", "FAILED"),

@@ -23,7 +23,15 @@ from saga_streams.messages import COMPENSATION, Command, TransferRequested
 from saga_streams.money import check_cents
 from saga_streams.saga.workflow import FROM_ACCOUNT, TO_ACCOUNT, Workflow
 
-__all__ = ["IDENTIFIER", "ID_RULE", "MAX_EPOCH_MS", "Refused", "TransferRules", "command_refusal"]
+__all__ = [
+    "IDENTIFIER",
+    "ID_RULE",
+    "MAX_EPOCH_MS",
+    "Refused",
+    "TransferRules",
+    "command_refusal",
+    "late_refusal",
+]
 
 #: An account id or a saga id: letters, digits, ``_``, ``.`` and ``-``, at most 64. Readable
 #: as a Kafka key, safe in a URL path, and never holding the ``/`` of archive keys.
@@ -82,6 +90,19 @@ class TransferRules:
             raise Refused(str(exc)) from None
         if not 0 <= request.requested_at <= MAX_EPOCH_MS:
             raise Refused("requested_at must be a time in epoch milliseconds")
+
+
+def late_refusal(request: TransferRequested, appended_at: int | None) -> str | None:
+    """Why a request Kafka appended after its ``accept_by`` must not run: the view had
+    stopped waiting by then and answered 503. ``appended_at``: the broker's append time
+    (epoch ms; None when the topic stamps create times, which say nothing of it)."""
+    if request.accept_by is None or appended_at is None or appended_at <= request.accept_by:
+        return None
+    late = (appended_at - request.accept_by) / 1000
+    return (
+        f"NOT_ACCEPTED: Kafka appended the request {late:.1f}s after its deadline; "
+        "the client was answered 503"
+    )
 
 
 def command_refusal(

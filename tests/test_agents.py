@@ -41,6 +41,7 @@ from saga_streams.saga.state import Saga
 from saga_streams.saga.workflow import TRANSFER
 from saga_streams.tables.durable import DurableTable
 from saga_streams.web import routing
+from saga_streams.web.sagas import ACK_MARGIN_S, ACK_WAIT_S
 
 #: Long enough for any in-memory step; a stuck agent fails the test instead of hanging it.
 STEP_TIMEOUT = 5.0
@@ -84,9 +85,16 @@ class AgentDriver:
         self._agent = agent.test_context()
         runner.run(self._agent.start())
 
-    def deliver(self, topic: str, message: Message | bytes, partition: int | None = None) -> None:
+    def deliver(
+        self,
+        topic: str,
+        message: Message | bytes,
+        partition: int | None = None,
+        appended_at: int | None = None,
+    ) -> None:
         """Deliver one event as if consumed from ``topic``, on the partition its key
-        belongs to unless ``partition`` says otherwise; return once it is handled."""
+        belongs to unless ``partition`` says otherwise, stamped by the broker at
+        ``appended_at`` (epoch ms) if given; return once it is handled."""
         if isinstance(message, bytes):
             key, value = "junk", message
         else:
@@ -94,15 +102,33 @@ class AgentDriver:
             value = encode(message)
         if partition is None:
             partition = partition_for(key, PARTITIONS)
-        self._runner.run(self._deliver(topic, key, value, partition))
+        self._runner.run(self._deliver(topic, key, value, partition, appended_at))
 
-    async def _deliver(self, topic: str, key: str, value: bytes, partition: int) -> None:
+    async def _deliver(
+        self, topic: str, key: str, value: bytes, partition: int, appended_at: int | None
+    ) -> None:
         # put() stamps message.topic with the agent's topic, or with "<internal>" when the
         # agent reads several (both roles' agents do): name the topic the event came on.
         self._agent.original_channel = self._app.topic(topic)
         try:
             async with asyncio.timeout(STEP_TIMEOUT):
-                await self._agent.put(value, key=key, partition=partition)
+                if appended_at is None:
+                    await self._agent.put(value, key=key, partition=partition)
+                else:
+                    # put() has no timestamp type: what it does, with the broker's stamp.
+                    channel = cast(Any, self._agent.stream().channel)
+                    message = self._agent.to_message(
+                        key,
+                        value,
+                        partition=partition,
+                        offset=self._agent.sent_offset,
+                        timestamp=appended_at / 1000,
+                        timestamp_type=1,  # LogAppendTime
+                    )
+                    await channel.put(await channel.decode(message))
+                    self._agent.sent_offset += 1
+                    async with self._agent.new_value_processed:
+                        await self._agent.new_value_processed.wait()
                 # put() returns when the stream takes the event, before the agent's body
                 # has handled it. The stream takes the next event only once the body is
                 # done with this one (concurrency=1), so a second put is a barrier.
@@ -551,7 +577,11 @@ def test_transfer_is_accepted_once_the_request_is_sent(
     assert isinstance(saga_id, str) and len(saga_id) == 16
     [sent] = outbox.take()
     assert (sent.topic, sent.key) == (REQUESTS, saga_id)
-    assert sent.message == TransferRequested(saga_id, TRANSFER.name, 12_34, ANY)
+    assert sent.message == TransferRequested(saga_id, TRANSFER.name, 12_34, ANY, accept_by=ANY)
+    assert isinstance(sent.message, TransferRequested) and sent.message.accept_by is not None
+    # Kafka must append it this long before the view stops waiting and answers 503.
+    margin = sent.message.requested_at + ACK_WAIT_S * 1000 - sent.message.accept_by
+    assert margin == ACK_MARGIN_S * 1000
 
 
 def test_an_accepted_transfer_becomes_a_saga_the_api_shows(
@@ -704,6 +734,20 @@ def test_a_request_on_another_partition_is_forwarded_there_not_handled(
 
     sagas.deliver(REQUESTS, transfer("s1"), partition=home)  # the forwarded copy
     assert saga("s1").status == "STARTED"
+    only_command(outbox, "service-a-deduct")
+
+
+def test_a_request_appended_after_its_deadline_is_refused(
+    sagas: AgentDriver, outbox: Outbox
+) -> None:
+    late = replace(transfer("s1"), accept_by=5_000)
+    in_time = replace(transfer("s2"), accept_by=5_000)
+    sagas.deliver(REQUESTS, late, appended_at=5_001)
+    sagas.deliver(REQUESTS, in_time, appended_at=5_000)
+
+    assert saga("s1").status == "FAILED"
+    assert saga("s1").error is not None and saga("s1").error.startswith("NOT_ACCEPTED")
+    assert saga("s2").status == "STARTED"
     only_command(outbox, "service-a-deduct")
 
 

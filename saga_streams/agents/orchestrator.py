@@ -10,6 +10,7 @@ import logging
 import time
 
 import faust
+from faust.types import EventT
 
 from saga_streams.agents.batches import acting_for, in_batches
 from saga_streams.agents.strays import StrayForwarder
@@ -32,7 +33,7 @@ from saga_streams.messages import (
     encode,
 )
 from saga_streams.roles import ORCHESTRATOR, PARTICIPANTS
-from saga_streams.rules import ID_RULE, IDENTIFIER, Refused, TransferRules
+from saga_streams.rules import ID_RULE, IDENTIFIER, Refused, TransferRules, late_refusal
 from saga_streams.saga.engine import RequestRefused, SagaInput, decide
 from saga_streams.saga.logbook import render
 from saga_streams.saga.workflow import WORKFLOWS
@@ -45,6 +46,8 @@ from saga_streams.web.sagas import register_saga_views
 __all__ = ["app", "fire_timeouts", "move", "run_sagas"]
 
 log = logging.getLogger("saga_streams.orchestrator")
+#: A record's timestamp type when the broker stamped it on append (Kafka's own value).
+LOG_APPEND_TIME = 1
 
 settings = settings_or_exit()
 app = create_app(ORCHESTRATOR, settings)
@@ -92,21 +95,35 @@ def read(raw: bytes) -> TransferRequested | Reply | TimeoutElapsed | None:
     return message
 
 
-def checked(message: TransferRequested | Reply | TimeoutElapsed) -> SagaInput:
-    """A request that breaks the rules becomes a refusal, which the engine records."""
+def checked(
+    message: TransferRequested | Reply | TimeoutElapsed, appended_at: int | None
+) -> SagaInput:
+    """A request that breaks the rules, or that Kafka appended after the view had given up
+    on it, becomes a refusal, which the engine records."""
     if isinstance(message, TransferRequested):
         try:
             transfer_rules.check(message)
         except Refused as exc:
             return RequestRefused(message, str(exc))
+        late = late_refusal(message, appended_at)
+        if late is not None:
+            return RequestRefused(message, late)
     return message
 
 
-def move(message: TransferRequested | Reply | TimeoutElapsed) -> list[tuple[str, Command]]:
+def appended_at(event: EventT[bytes]) -> int | None:
+    """When the broker appended the event (epoch ms), if the topic stamps append times."""
+    record = event.message
+    return round(record.timestamp * 1000) if record.timestamp_type == LOG_APPEND_TIME else None
+
+
+def move(
+    message: TransferRequested | Reply | TimeoutElapsed, appended: int | None = None
+) -> list[tuple[str, Command]]:
     """Feed one input to the engine and store the saga it returns (without waiting for
     the changelog); return the commands to send once it is there."""
     saga = sagas.get(message.saga_id)
-    decision = decide(saga, checked(message), now=now_ms(), policy=settings.retry_policy)
+    decision = decide(saga, checked(message, appended), now=now_ms(), policy=settings.retry_policy)
     if decision.saga is not None and decision.saga != saga:
         sagas.put(decision.saga)
         deadlines.track(decision.saga)
@@ -125,7 +142,7 @@ async def run_sagas(stream: faust.StreamT[bytes]) -> None:
             if message is None or await strays.forward_if_stray(event, message.saga_id):
                 continue
             with acting_for(event):
-                outbox += move(message)
+                outbox += move(message, appended_at(event))
         await strays.flush()
         # Durable before anything is sent: a command never outlives the state that
         # explains it.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import time
 import uuid
@@ -9,6 +10,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import faust
+from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
 from faust.web import Request, Response, View
 
 from saga_streams.messages import TransferRequested, encode
@@ -27,7 +30,14 @@ from saga_streams.web.routing import (
 )
 from saga_streams.web.validation import BadRequest, SagaQuery, parse_saga_query, parse_transfer
 
-__all__ = ["register_saga_views", "saga_json", "workflow_json"]
+__all__ = ["ACK_MARGIN_S", "ACK_WAIT_S", "register_saga_views", "saga_json", "workflow_json"]
+
+#: How long POST /transfer waits for Kafka to acknowledge a request before it answers 503.
+ACK_WAIT_S = 10.0
+#: A request must be appended this much before the view stops waiting (its accept_by),
+#: so that the acknowledgement of an append just in time still reaches the view in time.
+#: It also absorbs the difference between the worker's clock and the broker's.
+ACK_MARGIN_S = 3.0
 
 
 def _now_ms() -> int:
@@ -161,16 +171,33 @@ def register_saga_views(
             # once Kafka has acknowledged the request: an accepted saga is never lost. The
             # answer is the seed's, field for field; GET /sagas/{id} shows the accounts.
             saga_id = uuid.uuid4().hex[:16]
+            now = _now_ms()
             message = TransferRequested(
                 saga_id=saga_id,
                 workflow=transfer.workflow,
                 amount_cents=transfer.amount_cents,
-                requested_at=_now_ms(),
+                requested_at=now,
                 from_account=transfer.from_account,
                 to_account=transfer.to_account,
+                accept_by=now + round((ACK_WAIT_S - ACK_MARGIN_S) * 1000),
             )
-            pending = await requests.send(key=saga_id, value=encode(message))
-            await pending
+            try:
+                async with asyncio.timeout(ACK_WAIT_S):
+                    pending = await requests.send(key=saga_id, value=encode(message))
+                    await pending
+            except (TimeoutError, KafkaError, ProducerSendError) as exc:
+                # Brokers down, or too few in-sync replicas for acks=all. Should the
+                # request reach Kafka later, it is appended after accept_by and the
+                # orchestrator refuses it: a 503 means no money moves.
+                why = "no answer" if isinstance(exc, TimeoutError) else type(exc).__name__
+                return self.json(
+                    {
+                        "error": f"Kafka did not accept the transfer within {ACK_WAIT_S:g}s "
+                        f"({why}); nothing was done, try again shortly",
+                        "saga_id": saga_id,
+                    },
+                    status=503,
+                )
             return self.json(
                 {
                     "saga_id": saga_id,
