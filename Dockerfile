@@ -13,7 +13,7 @@ RUN pip install .
 # Each role keeps its RocksDB tables here; mount a volume so they survive the container.
 ENV DATA_DIR=/data
 VOLUME ["/data"]
-EXPOSE 8000 8001 8002
+EXPOSE 8000 8001 8002 8003
 
 ENTRYPOINT ["python", "-m", "saga_streams"]
 CMD ["worker", "orchestrator"]

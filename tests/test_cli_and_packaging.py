@@ -74,10 +74,13 @@ def test_docker_compose_file_is_valid_and_keeps_the_contract() -> None:
     )
     assert check.returncode == 0, check.stderr
     services = json.loads(check.stdout)["services"]
-    assert set(services) == {"kafka", "orchestrator", "service-a", "service-b", "service-c"}
+    brokers = {"kafka-1", "kafka-2", "kafka-3"}
+    assert set(services) == {*brokers, "orchestrator", "service-a", "service-b", "service-c"}
     ports = {name: [p["published"] for p in svc.get("ports", [])] for name, svc in services.items()}
     assert ports == {
-        "kafka": ["9092"],
+        "kafka-1": ["9092"],
+        "kafka-2": ["9093"],
+        "kafka-3": ["9094"],
         "orchestrator": ["8000"],
         "service-a": ["8001"],
         "service-b": ["8002"],
@@ -88,7 +91,20 @@ def test_docker_compose_file_is_valid_and_keeps_the_contract() -> None:
         assert service["command"][:2] == ["worker", role]
         assert service["build"]["context"] == str(ROOT)
         env = service["environment"]
-        assert env["KAFKA_BROKER"] == "kafka://kafka:19092"
+        assert env["KAFKA_BROKER"] == "kafka-1:19092,kafka-2:19092,kafka-3:19092"
+        assert env["TOPIC_REPLICATION_FACTOR"] == "3"
+        assert set(service["depends_on"]) == brokers
         rates = {"SERVICE_A_FAILURE_RATE", "SERVICE_B_FAILURE_RATE", "SERVICE_C_FAILURE_RATE"}
         assert {"DATA_DIR", *rates} <= set(env)
-    assert services["kafka"]["image"].startswith("apache/kafka:3.9")
+    for broker in brokers:
+        kafka = services[broker]
+        assert kafka["image"].startswith("apache/kafka:3.9")
+        env = kafka["environment"]
+        assert (env["KAFKA_DEFAULT_REPLICATION_FACTOR"], env["KAFKA_MIN_INSYNC_REPLICAS"]) == (
+            "3",
+            "2",
+        )
+        voters = env["KAFKA_CONTROLLER_QUORUM_VOTERS"]
+        assert voters == "1@kafka-1:29093,2@kafka-2:29093,3@kafka-3:29093"
+    ids = sorted(services[b]["environment"]["KAFKA_NODE_ID"] for b in brokers)
+    assert ids == ["1", "2", "3"]
