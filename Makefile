@@ -42,8 +42,10 @@ lint: install
 tools:
 	scripts/install-test-tools
 
+# The whole suite; the unit tests' line and branch coverage is printed at the end (the
+# end-to-end tests run the code in worker processes, which coverage does not follow).
 test: install tools lint
-	$(PY) -m pytest
+	$(PY) -m pytest --cov=saga_streams --cov-branch --cov-report=term-missing:skip-covered
 
 # The long chaos run: thousands of transfers, twenty-odd faults, then every invariant.
 chaos: install

@@ -8,29 +8,30 @@ themselves, declared explicitly so that none is left to the broker's auto-creati
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from pathlib import Path
+from typing import Any, Protocol
 
 import faust
 
-from saga_streams.config import ConfigError, Settings, load_settings
+from saga_streams.config import Settings
 from saga_streams.connection import KafkaAccess
-from saga_streams.roles import PARTICIPANTS, Role, check_workflows
-from saga_streams.saga.workflow import WORKFLOWS, WorkflowError
+from saga_streams.roles import ORCHESTRATOR, PARTICIPANTS, Role, check_workflows
+from saga_streams.saga.dsl import Registry
 from saga_streams.topics import TopicError, TopicSpec, provision_topics
 
 __all__ = [
+    "ORCHESTRATOR_INPUTS",
     "REPLY_TOPIC",
     "TIMEOUT_TOPIC",
     "TRANSFER_REQUEST_TOPIC",
     "SagaApp",
+    "Send",
     "all_topic_names",
-    "command_topic_names",
     "consumed_topics",
     "create_app",
     "declare_topic",
     "ensure_topics",
-    "settings_or_exit",
 ]
 
 #: Services -> orchestrator: every reply, keyed by saga id (seed name).
@@ -41,20 +42,37 @@ TRANSFER_REQUEST_TOPIC = "transfer-requests"
 TIMEOUT_TOPIC = "saga-timeouts"
 
 
-def command_topic_names() -> tuple[str, ...]:
-    """Every command topic of every workflow (the seed's four for the transfer)."""
-    names: dict[str, None] = {}
-    for workflow in WORKFLOWS.values():
-        names.update(dict.fromkeys(workflow.topics))
-    return tuple(names)
+#: What the orchestrator's agent consumes: every input of a saga, keyed by saga id.
+ORCHESTRATOR_INPUTS = (TRANSFER_REQUEST_TOPIC, REPLY_TOPIC, TIMEOUT_TOPIC)
 
 
-def all_topic_names() -> tuple[str, ...]:
+def all_topic_names(workflows: Registry) -> tuple[str, ...]:
     """Every topic the roles exchange messages on (changelogs are Faust's own)."""
-    return (TRANSFER_REQUEST_TOPIC, REPLY_TOPIC, TIMEOUT_TOPIC, *command_topic_names())
+    return (*ORCHESTRATOR_INPUTS, *workflows.topics)
+
+
+def consumed_topics(workflows: Registry) -> dict[str, tuple[str, ...]]:
+    """Which topics each role's agents consume (role name -> topic names)."""
+    return {
+        ORCHESTRATOR.name: ORCHESTRATOR_INPUTS,
+        **{name: tuple(p.topics(workflows)) for name, p in PARTICIPANTS.items()},
+    }
 
 
 log = logging.getLogger(__name__)
+
+
+class Send(Protocol):
+    """Produce one message; the awaitable it returns resolves once Kafka has it."""
+
+    async def __call__(
+        self,
+        topic: str,
+        key: str | bytes | None,
+        value: bytes,
+        partition: int | None = None,
+        headers: Any = None,
+    ) -> Awaitable[Any]: ...
 
 
 async def ensure_topics(
@@ -71,10 +89,7 @@ async def ensure_topics(
         name: TopicSpec(partitions, _COMPACTED if name in compacted else {})
         for name in [*names, *compacted]
     }
-    try:
-        await provision_topics(KafkaAccess(tuple(bootstrap.split(","))), specs, 1, timeout)
-    except TopicError as exc:
-        raise SystemExit(f"saga_streams: {exc}") from None
+    await provision_topics(KafkaAccess(tuple(bootstrap.split(","))), specs, 1, timeout)
 
 
 _COMPACTED = {"cleanup.policy": "compact"}
@@ -87,7 +102,8 @@ _APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
 class SagaApp(faust.App):
     """A Faust app that makes sure its topics exist before its consumer subscribes.
 
-    ``kafka`` says how to reach the cluster (the same for the admin client as for Faust).
+    ``kafka`` says how to reach the cluster (the same for the admin client as for Faust);
+    ``workflows`` are those the system runs, whose command topics it creates.
 
     Faust creates ``internal`` topics while subscribing, and the partition assignor can
     run before the new topics reach its metadata: the worker then ignores them ("Ignoring
@@ -97,13 +113,14 @@ class SagaApp(faust.App):
     """
 
     kafka: KafkaAccess
+    workflows: Registry
 
     async def on_first_start(self) -> None:
         # Faust creates the data folder without its parents; DATA_DIR may be new.
         Path(self.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
         await super().on_first_start()
         partitions = self.conf.topic_partitions
-        topics = {name: TopicSpec(partitions) for name in all_topic_names()}
+        topics = {name: TopicSpec(partitions) for name in all_topic_names(self.workflows)}
         topics[TRANSFER_REQUEST_TOPIC] = TopicSpec(partitions, _APPEND_TIME)
         for table in self.tables.values():
             topics[table.changelog_topic.get_topic_name()] = TopicSpec(partitions, _COMPACTED)
@@ -112,6 +129,8 @@ class SagaApp(faust.App):
         try:
             await provision_topics(self.kafka, topics, self.conf.topic_replication_factor)
         except TopicError as exc:
+            # The worker's own lifecycle is the process boundary here: Faust would print
+            # a traceback and carry on stopping; a person needs the one line.
             raise SystemExit(f"saga_streams: {exc}") from None
 
     async def on_started(self) -> None:
@@ -131,27 +150,10 @@ def _log_no_lower_than_printed() -> None:
         root.setLevel(min(printed))
 
 
-def consumed_topics() -> dict[str, tuple[str, ...]]:
-    """Which topics each role's agents consume (role name -> topic names)."""
-    return {
-        "orchestrator": (TRANSFER_REQUEST_TOPIC, REPLY_TOPIC, TIMEOUT_TOPIC),
-        **{name: tuple(p.topics()) for name, p in PARTICIPANTS.items()},
-    }
-
-
-def settings_or_exit() -> Settings:
-    """Settings for a worker about to start; a bad value ends it with one clear line."""
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        raise SystemExit(f"saga_streams: {exc}") from None
-
-
-def create_app(role: Role, settings: Settings) -> faust.App:
-    try:
-        check_workflows(WORKFLOWS, PARTICIPANTS, settings.accounts)
-    except WorkflowError as exc:
-        raise SystemExit(f"saga_streams: {exc}") from None
+def create_app(role: Role, settings: Settings, workflows: Registry) -> SagaApp:
+    """The Faust app of ``role``; raises ``WorkflowError`` if a workflow asks for what no
+    participant can do (checked before anything starts)."""
+    check_workflows(workflows, PARTICIPANTS, settings.accounts)
     # One RocksDB folder per role and worker: RocksDB locks its files, so two workers of
     # one role need two folders. Faust formats ``{conf...}`` when the path is read, after
     # ``--web-port`` has been applied, so the port tells the workers apart.
@@ -190,6 +192,7 @@ def create_app(role: Role, settings: Settings) -> faust.App:
         value_serializer="json",
     )
     app.kafka = settings.kafka
+    app.workflows = workflows
     return app
 
 

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from saga_streams.config import ConfigError, Settings, load_settings
-from saga_streams.local.workers import http_json
+from saga_streams.http_client import http_json
 from saga_streams.money import cents, format_dollars
 from saga_streams.roles import PARTICIPANTS
+from saga_streams.saga.dsl import Registry
 from saga_streams.saga.state import TERMINAL, epoch_seconds
-from saga_streams.saga.workflow import WORKFLOWS
+from saga_streams.workflows import WORKFLOWS
 
 __all__ = ["AuditReport", "audit", "audit_api", "main", "misplaced_violation"]
 
@@ -66,14 +67,14 @@ class AuditReport:
 _SHOWN = 8
 
 
-def _effects(saga: Mapping[str, Any]) -> dict[str, int]:
+def _effects(saga: Mapping[str, Any], workflows: Registry) -> dict[str, int]:
     """What a saga does to each account when it completes: account -> signed cents."""
     effects: dict[str, int] = {}
-    workflow = WORKFLOWS.get(saga["workflow"])
+    workflow = workflows.get(saga["workflow"])
     if workflow is None:  # refused before any step: it names a workflow that does not exist
         return effects
     amount = cents(saga["amount"])
-    parties = saga.get("from_account", "A"), saga.get("to_account", "B")
+    parties = saga["from_account"], saga["to_account"]
     for step in workflow.steps:
         participant = PARTICIPANTS[step.participant]
         sign = -1 if participant.effects[step.action] == "debit" else 1
@@ -94,12 +95,39 @@ def misplaced_violation(role: str, item: Mapping[str, Any]) -> str:
     )
 
 
+@dataclass
+class _Books:
+    """What the sagas say each account should hold: exactly (``expected``, from the
+    COMPLETED ones) and, with sagas in flight, within [``low``, ``high``]."""
+
+    expected: dict[str, int]
+    low: dict[str, int]
+    high: dict[str, int]
+    in_flight_sum: int = 0  # money in-flight sagas may have taken out and not yet put back
+    stuck: list[str] = field(default_factory=list)
+
+    @classmethod
+    def opening(cls, opening: Mapping[str, int]) -> _Books:
+        return cls(dict(opening), dict(opening), dict(opening))
+
+    def add(self, effects: Mapping[str, int], completed: bool) -> None:
+        for account, delta in effects.items():
+            if completed:
+                self.expected[account] += delta
+            self.low[account] += delta if completed else min(delta, 0)
+            self.high[account] += delta if completed else max(delta, 0)
+        if not completed:
+            self.in_flight_sum -= sum(delta for delta in effects.values() if delta < 0)
+
+
 def audit(
     sagas: Sequence[Mapping[str, Any]],
     balances: Mapping[str, int],
     opening: Mapping[str, int],
     stuck_after_s: float,
     now_s: float | None = None,
+    *,
+    workflows: Registry,
     misplaced: Sequence[str] = (),
 ) -> AuditReport:
     """The checks themselves, on data already read (pure, so it is unit-tested).
@@ -108,54 +136,49 @@ def audit(
     report = AuditReport(balances=dict(balances), opening=dict(opening))
     report.misplaced = len(misplaced)
     report.violations.extend(f"partitioning: {line}" for line in misplaced)
-    expected = dict(opening)
-    low = dict(opening)  # with in-flight sagas, a balance lies within [low, high]
-    high = dict(opening)
-    stuck = []
+    books = _Books.opening(opening)
     for saga in sagas:
         report.statuses[saga["status"]] += 1
-        effects = _effects(saga)
         if saga["status"] == "COMPLETED":
-            for account, delta in effects.items():
-                expected[account] += delta
-                low[account] += delta
-                high[account] += delta
+            books.add(_effects(saga, workflows), completed=True)
         elif saga["status"] not in TERMINAL:
             report.in_flight += 1
-            for account, delta in effects.items():
-                low[account] += min(delta, 0)
-                high[account] += max(delta, 0)
+            books.add(_effects(saga, workflows), completed=False)
             if now_s - epoch_seconds(saga["created_at"]) > stuck_after_s:
-                stuck.append(saga["saga_id"])
-
-    total, opening_total = sum(balances.values()), sum(opening.values())
-    # Money a saga in flight may have taken out and not yet put back or passed on.
-    in_flight_sum = sum(
-        -sum(delta for delta in _effects(s).values() if delta < 0)
-        for s in sagas
-        if s["status"] not in TERMINAL
-    )
-    if not opening_total - in_flight_sum <= total <= opening_total:
+                books.stuck.append(saga["saga_id"])
+    report.violations += _book_violations(books, balances, opening, exact=not report.in_flight)
+    if books.stuck:
         report.violations.append(
-            f"conservation: accounts hold {format_dollars(total)}, opening total "
-            f"{format_dollars(opening_total)}, in flight {format_dollars(in_flight_sum)}"
-        )
-    for account, balance in sorted(balances.items()):
-        exact = report.in_flight == 0
-        if (exact and balance != expected[account]) or not low[account] <= balance <= high[account]:
-            report.violations.append(
-                f"outcome consistency: account {account} holds {format_dollars(balance)}, "
-                f"COMPLETED sagas say {format_dollars(expected[account])}"
-                + ("" if exact else f" (±{format_dollars(in_flight_sum)} in flight)")
-            )
-        if balance < 0:
-            report.violations.append(f"negative balance: account {account}")
-    if stuck:
-        report.violations.append(
-            f"termination: {len(stuck)} saga(s) in flight for over {stuck_after_s:g}s, "
-            f"e.g. {', '.join(stuck[:3])}"
+            f"termination: {len(books.stuck)} saga(s) in flight for over {stuck_after_s:g}s, "
+            f"e.g. {', '.join(books.stuck[:3])}"
         )
     return report
+
+
+def _book_violations(
+    books: _Books, balances: Mapping[str, int], opening: Mapping[str, int], exact: bool
+) -> list[str]:
+    """Conservation, outcome consistency and no negative balance."""
+    violations = []
+    total, opening_total = sum(balances.values()), sum(opening.values())
+    if not opening_total - books.in_flight_sum <= total <= opening_total:
+        violations.append(
+            f"conservation: accounts hold {format_dollars(total)}, opening total "
+            f"{format_dollars(opening_total)}, in flight {format_dollars(books.in_flight_sum)}"
+        )
+    for account, balance in sorted(balances.items()):
+        expected = books.expected[account]
+        if (exact and balance != expected) or not books.low[account] <= balance <= books.high[
+            account
+        ]:
+            violations.append(
+                f"outcome consistency: account {account} holds {format_dollars(balance)}, "
+                f"COMPLETED sagas say {format_dollars(expected)}"
+                + ("" if exact else f" (±{format_dollars(books.in_flight_sum)} in flight)")
+            )
+        if balance < 0:
+            violations.append(f"negative balance: account {account}")
+    return violations
 
 
 def read_sagas(orchestrator_url: str) -> list[dict[str, Any]]:
@@ -170,7 +193,9 @@ def read_sagas(orchestrator_url: str) -> list[dict[str, Any]]:
     return sagas
 
 
-def audit_api(urls: Mapping[str, str], settings: Settings, stuck_after_s: float) -> AuditReport:
+def audit_api(
+    urls: Mapping[str, str], settings: Settings, stuck_after_s: float, workflows: Registry
+) -> AuditReport:
     """Read every balance and saga through the HTTP API (``urls``: role name -> base URL)
     and audit them; raise OSError if an API cannot be read."""
     balances: dict[str, int] = {}
@@ -189,9 +214,8 @@ def audit_api(urls: Mapping[str, str], settings: Settings, stuck_after_s: float)
         if status != 200:
             raise OSError(f"GET {url}/integrity: HTTP {status}")
         misplaced += [misplaced_violation(role, item) for item in body["misplaced"]]
-    return audit(
-        read_sagas(urls["orchestrator"]), balances, opening, stuck_after_s, misplaced=misplaced
-    )
+    sagas = read_sagas(urls["orchestrator"])
+    return audit(sagas, balances, opening, stuck_after_s, workflows=workflows, misplaced=misplaced)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         urls = {
             name: getattr(args, name.replace("-", "_")) for name in ("orchestrator", *PARTICIPANTS)
         }
-        report = audit_api(urls, settings, stuck_after)
+        report = audit_api(urls, settings, stuck_after, WORKFLOWS)
     except OSError as exc:
         print(f"saga_streams audit: cannot read the API: {exc}", file=sys.stderr)
         return 2

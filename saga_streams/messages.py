@@ -9,8 +9,9 @@ crashing the worker or guessing.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import MISSING, asdict, dataclass, fields
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import orjson
 
@@ -51,8 +52,9 @@ class TransferRequested:
     to_account: str = "B"
     #: The latest time (epoch ms) at which Kafka may append this request: the view
     #: answers 503 if its acknowledgement has not come soon after, and the orchestrator
-    #: refuses a request the broker appended later (the topic stamps append times), so a
-    #: client told 503 is never charged. None: no deadline (a request made by hand).
+    #: refuses a request the broker appended later (the topic stamps append times), one
+    #: that waited for a leader while the view had given up. None: no deadline (a
+    #: request made by hand).
     accept_by: int | None = None
 
     type: Literal["TransferRequested"] = "TransferRequested"
@@ -102,9 +104,6 @@ class Reply:
     amount_cents: int
     status: ReplyStatus
     error: str | None = None
-    #: FAILED, but the participant cannot tell whether the command ran once before (it
-    #: is older than its ledger remembers): the orchestrator must not assume it did not.
-    uncertain: bool = False
 
     type: Literal["Reply"] = "Reply"
 
@@ -149,32 +148,27 @@ _TYPES: dict[str, type[Message]] = {
     "Reply": Reply,
     "Timeout": TimeoutElapsed,
 }
-_FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "saga_id": (str,),
-    "workflow": (str,),
-    "command_id": (str,),
-    "action": (str,),
-    "account": (str,),
-    "from_account": (str,),
-    "to_account": (str,),
-    "service": (str,),
-    "amount_cents": (int,),
-    "requested_at": (int,),
-    "step": (int,),
-    "issued_at": (int,),
-    "attempt": (int,),
-    "deadline": (int,),
-    "accept_by": (int, type(None)),
-    "undoes": (str, type(None)),
-    "error": (str, type(None)),
-    "uncertain": (bool,),
-}
-_OPTIONAL = frozenset(
-    {"undoes", "error", "attempt", "uncertain", "from_account", "to_account", "accept_by"}
-)
-_ENUMS: dict[str, tuple[str, ...]] = {
-    "kind": ("ACTION", "COMPENSATION"),
-    "status": ("SUCCESS", "FAILED"),
+
+
+def _field_rules(cls: type[Message]) -> dict[str, tuple[tuple[type, ...], tuple[str, ...]]]:
+    """Each field of a message type (but ``type``): the Python types its JSON value may
+    have, or the strings it may be, read off the dataclass annotations themselves."""
+    rules: dict[str, tuple[tuple[type, ...], tuple[str, ...]]] = {}
+    for name, hint in get_type_hints(cls).items():
+        if name == "type":
+            continue
+        options = get_args(hint) if get_origin(hint) in (UnionType, Union) else (hint,)
+        literals = tuple(v for o in options if get_origin(o) is Literal for v in get_args(o))
+        types = tuple(type(None) if o is type(None) else o for o in options if isinstance(o, type))
+        rules[name] = (types, literals)
+    return rules
+
+
+_RULES = {name: _field_rules(cls) for name, cls in _TYPES.items()}
+#: Fields a producer may leave out: those with a default (the dataclass supplies it).
+_OPTIONAL = {
+    name: frozenset(f.name for f in fields(cls) if f.default is not MISSING)
+    for name, cls in _TYPES.items()
 }
 
 
@@ -194,25 +188,26 @@ def decode(raw: bytes | str | Mapping[str, Any]) -> Message:
     if not isinstance(data, dict):
         raise MessageError("not a JSON object")
     kind = data.get("type")
-    cls = _TYPES.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        raise MessageError(f"unknown message type {data.get('type')!r}")
-    fields = {name for name in cls.__dataclass_fields__ if name != "type"}
+    if not isinstance(kind, str) or kind not in _TYPES:
+        raise MessageError(f"unknown message type {kind!r}")
+    cls = _TYPES[kind]
     kwargs: dict[str, Any] = {}
-    for name in fields:
-        if name not in data:
-            if name in _OPTIONAL:
-                continue
+    for name, (types, literals) in _RULES[kind].items():
+        if name in data:
+            kwargs[name] = _checked(cls.__name__, name, data[name], types, literals)
+        elif name not in _OPTIONAL[kind]:
             raise MessageError(f"{cls.__name__} lacks {name!r}")
-        value = data[name]
-        if name in _ENUMS:
-            if value not in _ENUMS[name]:
-                raise MessageError(
-                    f"{cls.__name__}.{name} = {value!r} is not one of {_ENUMS[name]}"
-                )
-        elif not isinstance(value, _FIELD_TYPES[name]) or (
-            isinstance(value, bool) and bool not in _FIELD_TYPES[name]
-        ):
-            raise MessageError(f"{cls.__name__}.{name} has the wrong type: {value!r}")
-        kwargs[name] = value
     return cls(**kwargs)
+
+
+def _checked(
+    kind: str, name: str, value: Any, types: tuple[type, ...], literals: tuple[str, ...]
+) -> Any:
+    """``value`` if field ``name`` of a ``kind`` message may hold it; else MessageError."""
+    if literals:
+        if value not in literals:
+            raise MessageError(f"{kind}.{name} = {value!r} is not one of {literals}")
+    # bool is an int to Python, never to us: True is not an amount.
+    elif not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        raise MessageError(f"{kind}.{name} has the wrong type: {value!r}")
+    return value

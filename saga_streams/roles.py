@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from saga_streams.accounts import ActionRule
 from saga_streams.messages import ACTION, COMPENSATION, CommandKind
-from saga_streams.saga.workflow import PARTIES, WORKFLOWS, Workflow, WorkflowError
-
-if TYPE_CHECKING:
-    from saga_streams.config import Settings
+from saga_streams.saga.dsl import PARTIES, Workflow, WorkflowError
 
 __all__ = ["ORCHESTRATOR", "PARTICIPANTS", "ROLES", "Participant", "Role", "check_workflows"]
 
@@ -47,19 +43,14 @@ class Participant:
     def accounts_variable(self) -> str:
         return f"{self.role.name.upper().replace('-', '_')}_ACCOUNTS"
 
-    def accounts(self, settings: Settings) -> Mapping[str, int]:
-        """Every account this participant owns -> its opening balance in cents."""
-        return settings.accounts[self.role.name]
-
-    def failure_rate(self, settings: Settings) -> float:
-        return settings.failure_rates[self.role.name]
-
-    def topics(self) -> dict[str, tuple[CommandKind, str, ActionRule]]:
+    def topics(
+        self, workflows: Mapping[str, Workflow]
+    ) -> dict[str, tuple[CommandKind, str, ActionRule]]:
         """Every command topic this participant consumes: which kind of command arrives
         there, the action (or compensation) it carries, and the effect on the account of
         the step it belongs to."""
         topics: dict[str, tuple[CommandKind, str, ActionRule]] = {}
-        for workflow in WORKFLOWS.values():
+        for workflow in workflows.values():
             for step in workflow.steps:
                 if step.participant == self.role.name:
                     effect = self.effects[step.action]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from saga_streams.messages import COMPENSATION, Command, TransferRequested
 from saga_streams.money import check_cents
-from saga_streams.saga.workflow import FROM_ACCOUNT, TO_ACCOUNT, Workflow
+from saga_streams.saga.dsl import FROM_ACCOUNT, TO_ACCOUNT, Registry, Workflow
 
 __all__ = [
     "IDENTIFIER",
@@ -50,7 +50,7 @@ class TransferRules:
     """What a transfer may ask for: a known workflow, accounts its participants own, two
     different parties, an amount in range."""
 
-    workflows: Mapping[str, Workflow]
+    workflows: Registry
     #: participant role name -> the accounts it owns
     accounts: Mapping[str, Collection[str]]
     #: participant role name -> its default account (the seed's A, B, C)

@@ -9,11 +9,12 @@ given_saga(amount=100).expect_command("service-a-deduct")
 from __future__ import annotations
 
 from saga_streams.messages import Command, Reply, ReplyStatus, TimeoutElapsed, TransferRequested
+from saga_streams.saga.dsl import Workflow
 from saga_streams.saga.engine import Decision, decide, pending_command
 from saga_streams.saga.events import SagaEvent
 from saga_streams.saga.policy import RetryPolicy
 from saga_streams.saga.state import Saga
-from saga_streams.saga.workflow import TRANSFER, Workflow
+from saga_streams.workflows import TRANSFER
 
 POLICY = RetryPolicy(step_timeout_ms=1_000, max_attempts=3, max_delay_ms=3_000)
 
@@ -63,10 +64,6 @@ class SagaScenario:
 
     def failure(self, error: str = "Account verification failed") -> SagaScenario:
         return self.deliver(self.reply_to(self.awaited, "FAILED", error))
-
-    def uncertain_failure(self, error: str = "EXPIRED") -> SagaScenario:
-        reply = self.reply_to(self.awaited, "FAILED", error)
-        return self.deliver(type(reply)(**{**reply.__dict__, "uncertain": True}))
 
     @property
     def awaited(self) -> Command:

@@ -1,17 +1,17 @@
 """The real agents and HTTP views, run in memory: no broker, no network beyond loopback.
 
-Each test rebuilds its role's app by reloading the role's module (the apps are made at
-import), moves the tables to Faust's in-memory store before anything touches them, and
-records every ``Topic.send`` instead of producing it. Agents run under Faust's
-``agent.test_context()`` and views behind aiohttp's test client, all on one event loop
-per test (an ``asyncio.Runner`` that keeps the agent's task alive between steps).
+Each test builds its role's app with the role's own factory and settings of its own, and
+a fake ``Wiring``: sends are recorded instead of produced, there is no changelog to wait
+for, the one worker holds every partition (``Alone``), and batches hold one event. The
+tables go to Faust's in-memory store before anything touches them. Agents run under
+Faust's ``agent.test_context()`` and views behind aiohttp's test client, all on one event
+loop per test (an ``asyncio.Runner`` that keeps the agent's task alive between steps).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, cast
 from unittest.mock import ANY
@@ -20,13 +20,15 @@ import faust
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from faust.stores.memory import Store as MemoryStore
-from faust.topics import Topic
 from faust.types import AgentT, TableT
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 from yarl import URL
 
 from saga_streams.accounts import RECENT_ACTIONS, Account
-from saga_streams.agents import batches, orchestrator, service_a
+from saga_streams.agents.orchestrator import Orchestrator
+from saga_streams.agents.participant import create_participant_app
+from saga_streams.agents.wiring import Wiring, WiringFor
+from saga_streams.config import load_settings
 from saga_streams.messages import (
     Command,
     Message,
@@ -37,11 +39,12 @@ from saga_streams.messages import (
     encode,
 )
 from saga_streams.partitions import partition_for
+from saga_streams.roles import PARTICIPANTS
 from saga_streams.saga.state import Saga
-from saga_streams.saga.workflow import TRANSFER
 from saga_streams.tables.durable import DurableTable
-from saga_streams.web import routing
+from saga_streams.web.routing import Alone
 from saga_streams.web.sagas import ACK_MARGIN_S, ACK_WAIT_S
+from saga_streams.workflows import TRANSFER, WORKFLOWS
 
 #: Long enough for any in-memory step; a stuck agent fails the test instead of hanging it.
 STEP_TIMEOUT = 5.0
@@ -74,6 +77,22 @@ class Outbox:
         """Everything sent since the last ``take``."""
         taken, self.sent = self.sent, []
         return taken
+
+    async def send(
+        self,
+        topic: str,
+        key: str | bytes | None,
+        value: bytes,
+        partition: int | None = None,
+        headers: Any = None,
+    ) -> Awaitable[None]:
+        """``Send``, recorded; acknowledged at once, as if by Kafka."""
+        assert key is not None, "every send has a key"
+        key = key.decode() if isinstance(key, bytes) else key
+        self.sent.append(Sent(topic, key, decode(value), partition))
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        acked.set_result(None)
+        return acked
 
 
 class AgentDriver:
@@ -143,6 +162,23 @@ class AgentDriver:
         cast(Any, self._app.consumer)._thread.thread_loop.close()
 
 
+class OrchestratorDriver(AgentDriver):
+    """The orchestrator's agent, and a look at its saga table."""
+
+    def __init__(self, runner: asyncio.Runner, role: Orchestrator) -> None:
+        super().__init__(runner, role.run_sagas)
+        self.role = role
+        self.store = role.sagas
+
+    def saga(self, saga_id: str) -> Saga:
+        found = self.store.get(saga_id)
+        assert found is not None, f"no saga {saga_id} in the table"
+        return found
+
+    def outcomes(self, saga_id: str) -> tuple[str, ...]:
+        return tuple(step.outcome for step in self.saga(saga_id).steps)
+
+
 class Http:
     """aiohttp's test client on a Faust app's web application."""
 
@@ -199,56 +235,37 @@ def runner() -> Iterator[asyncio.Runner]:
 
 
 @pytest.fixture
-def outbox(monkeypatch: pytest.MonkeyPatch) -> Outbox:
-    """Record every Topic.send; nothing is produced to Kafka."""
-    box = Outbox()
+def outbox() -> Outbox:
+    return Outbox()
 
-    async def send(
-        topic: Topic,
-        *,
-        key: str | bytes | None = None,
-        value: bytes | None = None,
-        partition: int | None = None,
-        **_: Any,
-    ) -> asyncio.Future[None]:
-        assert key is not None and value is not None, "every send has a key and a value"
-        key = key.decode() if isinstance(key, bytes) else key
-        box.sent.append(Sent(topic.get_topic_name(), key, decode(value), partition))
-        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        acked.set_result(None)  # as if Kafka had acknowledged it already
-        return acked
 
-    async def changelog_acknowledged(table: DurableTable) -> None:
-        # Table writes go to an in-memory store here and no changelog is produced:
-        # there is no Kafka acknowledgement to wait for.
-        table._unacked = []
+async def nothing_to_wait_for(table: DurableTable) -> None:
+    """Table writes go to an in-memory store here and no changelog is produced: there is
+    no Kafka acknowledgement to wait for."""
 
-    monkeypatch.setattr(Topic, "send", send)
-    monkeypatch.setattr(DurableTable, "written", changelog_acknowledged)
+
+def fake_wiring(outbox: Outbox) -> WiringFor:
     # One worker, never started, holds every partition: the views answer everything
     # themselves (routing between workers is tested against Kafka, test_scale_out.py).
-    monkeypatch.setattr(DurableTable, "holds", lambda table, key: True)
-    monkeypatch.setattr(routing, "owner_url", lambda app, table, key: _self_url(app))
-    monkeypatch.setattr(routing, "peer_urls", lambda app, table: [_self_url(app)])
-    monkeypatch.setattr(routing, "serving", lambda app: True)
     # One event per batch: a delivery returns once the agent has handled it.
-    monkeypatch.setattr(batches, "BATCH_MAX", 1)
-    return box
-
-
-def _self_url(app: Any) -> URL:
-    return URL(str(app.conf.canonical_url))
+    return lambda app: Wiring(outbox.send, nothing_to_wait_for, Alone(app), batch_max=1)
 
 
 @pytest.fixture
-def orchestrator_app(runner: asyncio.Runner, outbox: Outbox) -> faust.App:
-    importlib.reload(orchestrator)  # a new app, new tables: nothing left by other tests
-    return in_memory(orchestrator.app, runner)
+def orchestrator(runner: asyncio.Runner, outbox: Outbox) -> Orchestrator:
+    role = Orchestrator(load_settings({}), WORKFLOWS, fake_wiring(outbox))
+    in_memory(role.app, runner)
+    return role
 
 
 @pytest.fixture
-def sagas(runner: asyncio.Runner, orchestrator_app: faust.App) -> Iterator[AgentDriver]:
-    driver = AgentDriver(runner, orchestrator.run_sagas)
+def orchestrator_app(orchestrator: Orchestrator) -> faust.App:
+    return orchestrator.app
+
+
+@pytest.fixture
+def sagas(runner: asyncio.Runner, orchestrator: Orchestrator) -> Iterator[OrchestratorDriver]:
+    driver = OrchestratorDriver(runner, orchestrator)
     yield driver
     driver.stop()
 
@@ -260,22 +277,23 @@ def orchestrator_http(runner: asyncio.Runner, orchestrator_app: faust.App) -> It
     http.close()
 
 
-def build_service_a(
-    runner: asyncio.Runner, monkeypatch: pytest.MonkeyPatch, failure_rate: str
-) -> faust.App:
-    # The module reads its settings when it builds the app, at import: set them first.
-    monkeypatch.setenv("SERVICE_A_FAILURE_RATE", failure_rate)
-    monkeypatch.setenv("OPENING_BALANCE_A", "1000")
-    monkeypatch.setenv("SERVICE_A_ACCOUNTS", "A-{1..3}=50, SAVINGS=0.5")
-    importlib.reload(service_a)
-    return in_memory(service_a.app, runner)
+def build_service_a(runner: asyncio.Runner, outbox: Outbox, failure_rate: str) -> faust.App:
+    settings = load_settings(
+        {
+            "SERVICE_A_FAILURE_RATE": failure_rate,
+            "OPENING_BALANCE_A": "1000",
+            "SERVICE_A_ACCOUNTS": "A-{1..3}=50, SAVINGS=0.5",
+        }
+    )
+    app = create_participant_app(
+        PARTICIPANTS["service-a"], settings, WORKFLOWS, fake_wiring(outbox)
+    )
+    return in_memory(app, runner)
 
 
 @pytest.fixture
-def service_a_app(
-    runner: asyncio.Runner, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
-) -> faust.App:
-    return build_service_a(runner, monkeypatch, failure_rate="0")
+def service_a_app(runner: asyncio.Runner, outbox: Outbox) -> faust.App:
+    return build_service_a(runner, outbox, failure_rate="0")
 
 
 @pytest.fixture
@@ -306,26 +324,16 @@ def only_command(outbox: Outbox, topic: str) -> Command:
     return command
 
 
-def saga(saga_id: str) -> Saga:
-    found = orchestrator.sagas.get(saga_id)
-    assert found is not None, f"no saga {saga_id} in the table"
-    return found
-
-
-def outcomes(saga_id: str) -> tuple[str, ...]:
-    return tuple(step.outcome for step in saga(saga_id).steps)
-
-
 # -- the orchestrator agent --------------------------------------------------------------
 
 
 def test_request_starts_the_saga_and_commands_the_deduct(
-    sagas: AgentDriver, outbox: Outbox
+    sagas: OrchestratorDriver, outbox: Outbox
 ) -> None:
     sagas.deliver(REQUESTS, transfer("s1", 250_00))
 
-    assert saga("s1").status == "STARTED"
-    assert outcomes("s1") == ("PENDING", "NOT_STARTED")
+    assert sagas.saga("s1").status == "STARTED"
+    assert sagas.outcomes("s1") == ("PENDING", "NOT_STARTED")
     deduct = only_command(outbox, "service-a-deduct")
     assert deduct == Command(
         "s1-1", "s1", 1, "ACTION", "deduct", "A", 250_00, issued_at=deduct.issued_at
@@ -333,22 +341,27 @@ def test_request_starts_the_saga_and_commands_the_deduct(
     assert deduct.attempt == 1 and deduct.issued_at > 0
 
 
-def test_success_replies_walk_the_saga_to_completed(sagas: AgentDriver, outbox: Outbox) -> None:
+def test_success_replies_walk_the_saga_to_completed(
+    sagas: OrchestratorDriver, outbox: Outbox
+) -> None:
     sagas.deliver(REQUESTS, transfer("s1"))
     deduct = only_command(outbox, "service-a-deduct")
 
     sagas.deliver(REPLIES, reply_to(deduct, "SUCCESS"))
     add = only_command(outbox, "service-b-add")
     assert add == Command("s1-2", "s1", 2, "ACTION", "add", "B", 100_00, issued_at=add.issued_at)
-    assert (saga("s1").status, outcomes("s1")) == ("STARTED", ("SUCCEEDED", "PENDING"))
+    assert (sagas.saga("s1").status, sagas.outcomes("s1")) == ("STARTED", ("SUCCEEDED", "PENDING"))
 
     sagas.deliver(REPLIES, reply_to(add, "SUCCESS"))
-    assert (saga("s1").status, outcomes("s1")) == ("COMPLETED", ("SUCCEEDED", "SUCCEEDED"))
+    assert (sagas.saga("s1").status, sagas.outcomes("s1")) == (
+        "COMPLETED",
+        ("SUCCEEDED", "SUCCEEDED"),
+    )
     assert outbox.take() == []
 
 
 def test_failed_step_two_refunds_step_one_then_rolls_back(
-    sagas: AgentDriver, outbox: Outbox
+    sagas: OrchestratorDriver, outbox: Outbox
 ) -> None:
     sagas.deliver(REQUESTS, transfer("s1"))
     sagas.deliver(REPLIES, reply_to(only_command(outbox, "service-a-deduct"), "SUCCESS"))
@@ -357,32 +370,38 @@ def test_failed_step_two_refunds_step_one_then_rolls_back(
     sagas.deliver(REPLIES, reply_to(add, "FAILED", "Account verification failed"))
     refund = only_command(outbox, "service-a-refund")
     assert (refund.kind, refund.undoes, refund.amount_cents) == ("COMPENSATION", "s1-1", 100_00)
-    assert (saga("s1").status, outcomes("s1")) == ("COMPENSATING", ("COMPENSATING", "FAILED"))
+    assert (sagas.saga("s1").status, sagas.outcomes("s1")) == (
+        "COMPENSATING",
+        ("COMPENSATING", "FAILED"),
+    )
 
     sagas.deliver(REPLIES, reply_to(refund, "SUCCESS"))
-    assert (saga("s1").status, outcomes("s1")) == ("ROLLED_BACK", ("COMPENSATED", "FAILED"))
+    assert (sagas.saga("s1").status, sagas.outcomes("s1")) == (
+        "ROLLED_BACK",
+        ("COMPENSATED", "FAILED"),
+    )
     assert outbox.take() == []
 
 
-def test_duplicate_replies_never_move_the_saga(sagas: AgentDriver, outbox: Outbox) -> None:
+def test_duplicate_replies_never_move_the_saga(sagas: OrchestratorDriver, outbox: Outbox) -> None:
     sagas.deliver(REQUESTS, transfer("s1"))
     deduct = only_command(outbox, "service-a-deduct")
     sagas.deliver(REPLIES, reply_to(deduct, "SUCCESS"))
     add = only_command(outbox, "service-b-add")
-    before = saga("s1")
+    before = sagas.saga("s1")
 
     # Redelivered while step 2 is awaited: same state; the awaited command goes out again
     # with its id unchanged (the first send may have died with a worker).
     sagas.deliver(REPLIES, reply_to(deduct, "SUCCESS"))
-    assert saga("s1") == before
+    assert sagas.saga("s1") == before
     assert only_command(outbox, "service-b-add") == add
 
     sagas.deliver(REPLIES, reply_to(add, "SUCCESS"))
-    completed = saga("s1")
+    completed = sagas.saga("s1")
     assert completed.status == "COMPLETED"
     for late in (reply_to(add, "SUCCESS"), reply_to(add, "FAILED"), reply_to(deduct, "SUCCESS")):
         sagas.deliver(REPLIES, late)
-        assert saga("s1") == completed
+        assert sagas.saga("s1") == completed
         assert outbox.take() == []
 
 
@@ -396,14 +415,14 @@ def test_duplicate_replies_never_move_the_saga(sagas: AgentDriver, outbox: Outbo
     ids=["not-json", "incomplete", "not-for-the-orchestrator"],
 )
 def test_malformed_message_is_skipped_and_the_agent_carries_on(
-    sagas: AgentDriver, outbox: Outbox, topic: str, junk: bytes
+    sagas: OrchestratorDriver, outbox: Outbox, topic: str, junk: bytes
 ) -> None:
     sagas.deliver(topic, junk)
-    assert orchestrator.sagas.get("s1") is None
+    assert sagas.store.get("s1") is None
     assert outbox.take() == []
 
     sagas.deliver(REQUESTS, transfer("s1"))
-    assert saga("s1").status == "STARTED"
+    assert sagas.saga("s1").status == "STARTED"
     only_command(outbox, "service-a-deduct")
 
 
@@ -523,10 +542,8 @@ def test_command_for_another_account_fails_and_touches_nothing(
     assert outbox.take() == [answer(deduct_from_a(account="B"), "FAILED", "UNKNOWN_ACCOUNT: B")]
 
 
-def test_failure_rate_comes_from_the_environment_at_import(
-    runner: asyncio.Runner, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    app = build_service_a(runner, monkeypatch, failure_rate="1")
+def test_failure_rate_comes_from_the_settings(runner: asyncio.Runner, outbox: Outbox) -> None:
+    app = build_service_a(runner, outbox, failure_rate="1")
     driver = AgentDriver(runner, app.agents["service-a-execute-commands"])
     try:
         driver.deliver("service-a-deduct", deduct_from_a())
@@ -585,7 +602,7 @@ def test_transfer_is_accepted_once_the_request_is_sent(
 
 
 def test_an_accepted_transfer_becomes_a_saga_the_api_shows(
-    orchestrator_http: Http, sagas: AgentDriver, outbox: Outbox
+    orchestrator_http: Http, sagas: OrchestratorDriver, outbox: Outbox
 ) -> None:
     _, accepted = orchestrator_http.post("/transfer", b'{"amount": 100}')
     [request] = outbox.take()
@@ -599,7 +616,7 @@ def test_an_accepted_transfer_becomes_a_saga_the_api_shows(
 
 
 def test_sagas_are_listed_newest_first_filtered_and_paged(
-    orchestrator_http: Http, sagas: AgentDriver, outbox: Outbox
+    orchestrator_http: Http, sagas: OrchestratorDriver, outbox: Outbox
 ) -> None:
     sagas.deliver(REQUESTS, transfer("old", 10_00, at=1_000))
     old_deduct = only_command(outbox, "service-a-deduct")
@@ -607,7 +624,7 @@ def test_sagas_are_listed_newest_first_filtered_and_paged(
     only_command(outbox, "service-a-deduct")  # "new" stays STARTED
     sagas.deliver(REPLIES, reply_to(old_deduct, "SUCCESS"))
     sagas.deliver(REPLIES, reply_to(only_command(outbox, "service-b-add"), "SUCCESS"))
-    assert saga("old").status == "COMPLETED"
+    assert sagas.saga("old").status == "COMPLETED"
 
     status, listing = orchestrator_http.get("/sagas")
     assert status == 200
@@ -625,7 +642,7 @@ def test_sagas_are_listed_newest_first_filtered_and_paged(
     assert orchestrator_http.get("/sagas?status=MAYBE") == (400, {"error": ANY})
 
 
-def test_saga_detail_and_unknown_saga(orchestrator_http: Http, sagas: AgentDriver) -> None:
+def test_saga_detail_and_unknown_saga(orchestrator_http: Http, sagas: OrchestratorDriver) -> None:
     sagas.deliver(REQUESTS, transfer("s1", 20_50, at=1_500))
 
     status, detail = orchestrator_http.get("/sagas/s1")
@@ -723,63 +740,63 @@ def test_many_accounts_one_command_moves_one_balance(
 
 
 def test_a_request_on_another_partition_is_forwarded_there_not_handled(
-    sagas: AgentDriver, outbox: Outbox
+    sagas: OrchestratorDriver, outbox: Outbox
 ) -> None:
     home = partition_for("s1", PARTITIONS)
     sagas.deliver(REQUESTS, transfer("s1"), partition=(home + 1) % PARTITIONS)
 
-    assert orchestrator.sagas.get("s1") is None
+    assert sagas.store.get("s1") is None
     assert outbox.take() == [Sent(REQUESTS, "s1", transfer("s1"), partition=home)]
-    assert orchestrator.strays.forwarded[REQUESTS] == 1
+    assert sagas.role.strays.forwarded[REQUESTS] == 1
 
     sagas.deliver(REQUESTS, transfer("s1"), partition=home)  # the forwarded copy
-    assert saga("s1").status == "STARTED"
+    assert sagas.saga("s1").status == "STARTED"
     only_command(outbox, "service-a-deduct")
 
 
 def test_a_request_appended_after_its_deadline_is_refused(
-    sagas: AgentDriver, outbox: Outbox
+    sagas: OrchestratorDriver, outbox: Outbox
 ) -> None:
     late = replace(transfer("s1"), accept_by=5_000)
     in_time = replace(transfer("s2"), accept_by=5_000)
     sagas.deliver(REQUESTS, late, appended_at=5_001)
     sagas.deliver(REQUESTS, in_time, appended_at=5_000)
 
-    assert saga("s1").status == "FAILED"
-    assert saga("s1").error is not None and saga("s1").error.startswith("NOT_ACCEPTED")
-    assert saga("s2").status == "STARTED"
+    assert sagas.saga("s1").status == "FAILED"
+    assert (sagas.saga("s1").error or "").startswith("NOT_ACCEPTED")
+    assert sagas.saga("s2").status == "STARTED"
     only_command(outbox, "service-a-deduct")
 
 
 def test_a_request_that_http_would_refuse_ends_failed_before_any_step(
-    sagas: AgentDriver, outbox: Outbox
+    sagas: OrchestratorDriver, outbox: Outbox
 ) -> None:
     sagas.deliver(REQUESTS, transfer("s1", amount_cents=-50_00))
     sagas.deliver(REQUESTS, TransferRequested("s2", "no-such-workflow", 1_00, requested_at=1))
     sagas.deliver(REQUESTS, TransferRequested("../s3", TRANSFER.name, 1_00, requested_at=1))
 
-    refused = saga("s1")
+    refused = sagas.saga("s1")
     assert (refused.status, refused.error) == ("FAILED", "amount must be greater than 0")
     assert [s.outcome for s in refused.steps] == ["NOT_STARTED", "NOT_STARTED"]
-    assert saga("s2").error is not None and "unknown workflow" in saga("s2").error
-    assert saga("s2").steps == ()
-    assert orchestrator.sagas.get("../s3") is None  # no saga id to record it under
+    assert "unknown workflow" in (sagas.saga("s2").error or "")
+    assert sagas.saga("s2").steps == ()
+    assert sagas.store.get("../s3") is None  # no saga id to record it under
     assert outbox.take() == []
 
     sagas.deliver(REQUESTS, transfer("s1"))  # the id is taken: a valid request changes nothing
-    assert saga("s1").status == "FAILED"
+    assert sagas.saga("s1").status == "FAILED"
     assert outbox.take() == []
 
 
 def test_a_reply_to_a_forged_command_under_a_real_id_is_ignored(
-    sagas: AgentDriver, outbox: Outbox
+    sagas: OrchestratorDriver, outbox: Outbox
 ) -> None:
     sagas.deliver(REQUESTS, transfer("s1", 100_00))
     deduct = only_command(outbox, "service-a-deduct")
     forged = replace(deduct, amount_cents=-1000_00)
     sagas.deliver(REPLIES, reply_to(forged, "FAILED", "INVALID_AMOUNT: amount must be > 0"))
 
-    assert saga("s1").status == "STARTED"  # still waiting for its own deduct
+    assert sagas.saga("s1").status == "STARTED"  # still waiting for its own deduct
     assert outbox.take() == []
     sagas.deliver(REPLIES, reply_to(deduct, "SUCCESS"))
     only_command(outbox, "service-b-add")

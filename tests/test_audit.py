@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import pytest
 
 from saga_streams.audit import audit, main
+from saga_streams.workflows import WORKFLOWS
 
 OPENING = {"A": 1000_00, "B": 500_00, "C": 0}
 NOW = 1_800_000_000.0  # 2027: long after CREATED
@@ -22,13 +23,22 @@ def saga(saga_id: str, status: str, amount: float, created: str = CREATED) -> di
         "workflow": "transfer",
         "status": status,
         "amount": amount,
+        "from_account": "A",
+        "to_account": "B",
         "created_at": created,
     }
 
 
 def test_consistent_books_pass() -> None:
     sagas = [saga("s1", "COMPLETED", 100), saga("s2", "ROLLED_BACK", 5), saga("s3", "FAILED", 7)]
-    report = audit(sagas, {"A": 900_00, "B": 600_00, "C": 0}, OPENING, stuck_after_s=60, now_s=NOW)
+    report = audit(
+        sagas,
+        {"A": 900_00, "B": 600_00, "C": 0},
+        OPENING,
+        stuck_after_s=60,
+        now_s=NOW,
+        workflows=WORKFLOWS,
+    )
     assert report.ok, report.render()
     assert report.statuses == {"COMPLETED": 1, "ROLLED_BACK": 1, "FAILED": 1}
     assert "every invariant holds" in report.render()
@@ -36,24 +46,30 @@ def test_consistent_books_pass() -> None:
 
 def test_money_created_or_lost_is_reported() -> None:
     sagas = [saga("s1", "COMPLETED", 100)]
-    created = audit(sagas, {"A": 900_00, "B": 700_00, "C": 0}, OPENING, 60, NOW)
+    created = audit(
+        sagas, {"A": 900_00, "B": 700_00, "C": 0}, OPENING, 60, NOW, workflows=WORKFLOWS
+    )
     assert any(v.startswith("conservation") for v in created.violations)
-    lost = audit(sagas, {"A": 1000_00, "B": 500_00, "C": 0}, OPENING, 60, NOW)
+    lost = audit(sagas, {"A": 1000_00, "B": 500_00, "C": 0}, OPENING, 60, NOW, workflows=WORKFLOWS)
     assert any(v.startswith("outcome consistency: account A") for v in lost.violations)
 
 
 def test_in_flight_sagas_allow_their_amount_and_old_ones_are_stuck() -> None:
     epoch = 1_768_464_000.0  # 2026-01-15T08:00:00Z
     sagas = [saga("s1", "STARTED", 10), saga("s2", "COMPENSATING", 5)]
-    halfway = audit(sagas, {"A": 990_00, "B": 500_00, "C": 0}, OPENING, 60, epoch + 30)
+    halfway = audit(
+        sagas, {"A": 990_00, "B": 500_00, "C": 0}, OPENING, 60, epoch + 30, workflows=WORKFLOWS
+    )
     assert halfway.ok and halfway.in_flight == 2, halfway.render()
-    stuck = audit(sagas, {"A": 990_00, "B": 500_00, "C": 0}, OPENING, 60, epoch + 3600)
+    stuck = audit(
+        sagas, {"A": 990_00, "B": 500_00, "C": 0}, OPENING, 60, epoch + 3600, workflows=WORKFLOWS
+    )
     assert [v.split(":")[0] for v in stuck.violations] == ["termination"]
     assert "2 saga(s)" in stuck.violations[0]
 
 
 def test_negative_balance_is_reported() -> None:
-    report = audit([], {"A": -1, "B": 1500_01, "C": 0}, OPENING, 60, NOW)
+    report = audit([], {"A": -1, "B": 1500_01, "C": 0}, OPENING, 60, NOW, workflows=WORKFLOWS)
     assert any(v.startswith("negative balance: account A") for v in report.violations)
 
 
@@ -73,7 +89,7 @@ class _Api(http.server.BaseHTTPRequestHandler):
     }
 
     def do_GET(self) -> None:
-        port = int(self.server.server_address[1])
+        port = int(self.server.server_address[1])  # type: ignore[index]  # (host, port)
         if self.path == "/integrity":
             key = "/integrity"
         else:
@@ -122,11 +138,21 @@ def test_a_key_held_in_a_partition_it_does_not_belong_to_is_a_violation() -> Non
 
     line = misplaced_violation("service-a", {"key": "A", "partition": 2, "held_in": [2, 3]})
     assert line == "account A held in partitions 2 and 3 (it belongs in 2; service-a)"
-    report = audit([], {"A": 1000_00, "B": 500_00, "C": 0}, OPENING, 60, NOW, misplaced=[line])
+    report = audit(
+        [],
+        {"A": 1000_00, "B": 500_00, "C": 0},
+        OPENING,
+        60,
+        NOW,
+        misplaced=[line],
+        workflows=WORKFLOWS,
+    )
     assert not report.ok and report.misplaced == 1
     assert report.violations == [f"partitioning: {line}"]
 
 
 def test_a_saga_refused_for_an_unknown_workflow_has_no_effect() -> None:
     refused = {**saga("s9", "FAILED", -50), "workflow": "no-such-workflow"}
-    assert audit([refused], {"A": 1000_00, "B": 500_00, "C": 0}, OPENING, 60, NOW).ok
+    assert audit(
+        [refused], {"A": 1000_00, "B": 500_00, "C": 0}, OPENING, 60, NOW, workflows=WORKFLOWS
+    ).ok

@@ -8,7 +8,16 @@ from saga_streams.tables.deadlines import DeadlineIndex
 
 def saga(saga_id: str, deadline: int | None) -> Saga:
     return Saga(
-        saga_id, "transfer", 100, "STARTED", (StepState(), StepState()), 0, 0, None, deadline
+        saga_id=saga_id,
+        workflow="transfer",
+        amount_cents=100,
+        from_account="A",
+        to_account="B",
+        status="STARTED",
+        steps=(StepState(), StepState()),
+        created_at=0,
+        updated_at=0,
+        deadline=deadline,
     )
 
 

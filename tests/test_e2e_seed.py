@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from saga_streams.local.workers import http_json
+from saga_streams.http_client import http_json
 from tests.e2e import Stack
 
 pytestmark = pytest.mark.kafka

@@ -34,13 +34,13 @@ import pytest
 
 from saga_streams.app import REPLY_TOPIC, TIMEOUT_TOPIC, TRANSFER_REQUEST_TOPIC, consumed_topics
 from saga_streams.config import load_settings
+from saga_streams.http_client import http_json
 from saga_streams.local.chaos import _groups_caught_up
-from saga_streams.local.workers import http_json
 from saga_streams.partitions import partition_for
 from saga_streams.roles import PARTICIPANTS, ROLES
 from saga_streams.saga.policy import RetryPolicy
 from saga_streams.saga.state import TERMINAL, epoch_seconds
-from saga_streams.saga.workflow import WORKFLOWS
+from saga_streams.workflows import WORKFLOWS
 from tests.e2e import Stack
 
 pytestmark = pytest.mark.kafka
@@ -60,10 +60,10 @@ ROUTING_FIELD = {
     TRANSFER_REQUEST_TOPIC: "saga_id",
     REPLY_TOPIC: "saga_id",
     TIMEOUT_TOPIC: "saga_id",
-    **{topic: "account" for p in PARTICIPANTS for topic in consumed_topics()[p]},
+    **{topic: "account" for p in PARTICIPANTS for topic in consumed_topics(WORKFLOWS)[p]},
 }
 #: Which role consumes each topic.
-CONSUMER = {topic: role for role, topics in consumed_topics().items() for topic in topics}
+CONSUMER = {topic: role for role, topics in consumed_topics(WORKFLOWS).items() for topic in topics}
 TAB = "\t"
 #: A saga id a request may carry: 1-64 letters, digits, '_', '.', '-', starting with a
 #: letter or digit. Any other is logged and skipped.
@@ -166,10 +166,13 @@ def read_lines(stack: Stack, topic: str) -> list[str]:
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float) -> None:
+    """Until ``check()`` holds: asked at most ``timeout`` s, every 0.3 s."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    for _ in range(int(timeout / 0.3) + 1):
         if check():
             return
+        if time.monotonic() >= deadline:
+            break
         time.sleep(0.3)
     raise AssertionError(f"after {timeout:.0f}s, still not true: {what}")
 
@@ -179,7 +182,7 @@ def wait_caught_up(stack: Stack, timeout: float = 45.0) -> None:
     twice in a row a second apart: a reply produced while the first check ran is seen."""
     deadline = time.monotonic() + timeout
     streak = 0
-    while time.monotonic() < deadline:
+    for _ in range(int(timeout) + 1):
         streak = (
             streak + 1
             if asyncio.run(_groups_caught_up(load_settings(stack.worker_env()).kafka))
@@ -187,6 +190,8 @@ def wait_caught_up(stack: Stack, timeout: float = 45.0) -> None:
         )
         if streak == 2:
             return
+        if time.monotonic() >= deadline:
+            break
         time.sleep(1.0)
     raise AssertionError(f"consumer groups not caught up after {timeout:.0f}s")
 
@@ -309,18 +314,59 @@ def pick_saga_ids(strays: int, at_home: int) -> list[str]:
     return sorted(chosen[True] + chosen[False])
 
 
-def test_requests_produced_with_kcat_all_end_within_the_retry_bound(stack: Stack) -> None:
-    policy = load_settings(stack.worker_env()).retry_policy
-    before = all_forwards(stack)
-    ids = pick_saga_ids(strays=8, at_home=4)
-    sent: dict[str, dict[str, Any]] = {}
-    for number, saga_id in enumerate(ids):
-        sent[saga_id] = request(
+def kcat_requests(ids: list[str]) -> dict[str, dict[str, Any]]:
+    """A request per saga id: amounts all different, a third with a fee, payees spread
+    over service B's accounts."""
+    return {
+        saga_id: request(
             saga_id,
             1000 + 111 * number,
             workflow="transfer-with-fee" if number % 3 == 0 else "transfer",
             to_account=("B", "B2", "B3")[number % 3],
         )
+        for number, saga_id in enumerate(ids)
+    }
+
+
+def assert_placed_by_kcat(stack: Stack, ids: list[str], stray_ids: set[str]) -> None:
+    """Each request is where kcat put it (crc32), and a stray also where it belongs."""
+    placed: dict[str, list[int]] = {}
+    out = stack.kcat("-t", TRANSFER_REQUEST_TOPIC, "-C", "-e", "-q", "-f", "%p\t%k\n")
+    for row in out.splitlines():
+        partition, _, key = row.partition(TAB)
+        placed.setdefault(key, []).append(int(partition))
+    for saga_id in ids:
+        copies = [kcat_partition(saga_id)]
+        if saga_id in stray_ids:
+            copies.append(partition_for(saga_id, PARTITIONS))
+        assert sorted(placed[saga_id]) == sorted(copies), saga_id
+
+
+def assert_sagas_as_requested(
+    sagas: dict[str, dict[str, Any]], sent: dict[str, dict[str, Any]], bound: float
+) -> dict[str, float]:
+    """Each saga is the request it came from, ended without an error within ``bound``
+    seconds; returns how long each took."""
+    durations = {}
+    for saga_id, saga in sagas.items():
+        value = sent[saga_id]
+        assert (saga["workflow"], saga["from_account"], saga["to_account"]) == (
+            value["workflow"],
+            value["from_account"],
+            value["to_account"],
+        ), saga
+        assert round(saga["amount"] * 100) == value["amount_cents"]
+        assert saga["error"] is None, saga
+        durations[saga_id] = epoch_seconds(saga["updated_at"]) - epoch_seconds(saga["created_at"])
+        assert durations[saga_id] <= bound, (saga_id, durations[saga_id], bound)
+    return durations
+
+
+def test_requests_produced_with_kcat_all_end_within_the_retry_bound(stack: Stack) -> None:
+    policy = load_settings(stack.worker_env()).retry_policy
+    before = all_forwards(stack)
+    ids = pick_saga_ids(strays=8, at_home=4)
+    sent = kcat_requests(ids)
     lines = [line(saga_id, value) for saga_id, value in sent.items()]
     expected = produce(stack, TRANSFER_REQUEST_TOPIC, lines)
     stray_ids = {
@@ -334,30 +380,8 @@ def test_requests_produced_with_kcat_all_end_within_the_retry_bound(stack: Stack
     FIGURES["retry bound s"] = bound
     sagas = stack.wait_terminal(ids, timeout=bound + SCHEDULING_MARGIN_S)
 
-    # Each request is where kcat put it (crc32), and a stray also where it belongs.
-    placed: dict[str, list[int]] = {}
-    out = stack.kcat("-t", TRANSFER_REQUEST_TOPIC, "-C", "-e", "-q", "-f", "%p\t%k\n")
-    for row in out.splitlines():
-        partition, _, key = row.partition(TAB)
-        placed.setdefault(key, []).append(int(partition))
-    for saga_id in ids:
-        copies = [kcat_partition(saga_id)]
-        if saga_id in stray_ids:
-            copies.append(partition_for(saga_id, PARTITIONS))
-        assert sorted(placed[saga_id]) == sorted(copies), saga_id
-
-    durations = {}
-    for saga_id, saga in sagas.items():
-        value = sent[saga_id]
-        assert (saga["workflow"], saga["from_account"], saga["to_account"]) == (
-            value["workflow"],
-            value["from_account"],
-            value["to_account"],
-        ), saga
-        assert round(saga["amount"] * 100) == value["amount_cents"]
-        assert saga["error"] is None, saga
-        durations[saga_id] = epoch_seconds(saga["updated_at"]) - epoch_seconds(saga["created_at"])
-        assert durations[saga_id] <= bound, (saga_id, durations[saga_id], bound)
+    assert_placed_by_kcat(stack, ids, stray_ids)
+    durations = assert_sagas_as_requested(sagas, sent, bound)
     longest = max(stray_ids, key=durations.__getitem__)
     FIGURES["longest stray saga s"] = round(durations[longest], 3)
     FIGURES["longest stray saga"] = longest
@@ -394,7 +418,7 @@ def test_commands_and_replies_produced_again_with_kcat_change_nothing(stack: Sta
 
     expected: Counter[Move] = Counter()
     replayed: Counter[str] = Counter()  # participant -> commands produced again
-    topics = [t for p in PARTICIPANTS for t in consumed_topics()[p]] + [REPLY_TOPIC]
+    topics = [t for p in PARTICIPANTS for t in consumed_topics(WORKFLOWS)[p]] + [REPLY_TOPIC]
     for topic in topics:
         lines = read_lines(stack, topic)
         if lines:
@@ -428,13 +452,13 @@ def _answered_again(stack: Stack, participant: str) -> int:
 # -- c. input that breaks the rules -------------------------------------------------------
 
 
-def test_bad_input_produced_with_kcat_moves_no_money(stack: Stack) -> None:
-    wait_caught_up(stack)
-    balances_before = balances(stack)
-    before = all_forwards(stack)
-    expected: Counter[Move] = Counter()
+#: A message that breaks a rule, and the reason it must be refused with.
+Refusal = tuple[dict[str, Any], str]
 
-    refused_requests = {
+
+def refused_requests() -> dict[str, Refusal]:
+    """Transfer requests that break the HTTP door's rules, by saga id."""
+    return {
         # It used to move $50 from B to A.
         "kin-neg": (request("kin-neg", -5000), "amount must be greater than 0"),
         "kin-zero": (request("kin-zero", 0), "amount must be greater than 0"),
@@ -444,11 +468,11 @@ def test_bad_input_produced_with_kcat_moves_no_money(stack: Stack) -> None:
         "kin-to": (request("kin-to", 100, to_account="A"), "unknown to_account 'A'"),
         "kin-time": (request("kin-time", 100, requested_at=-1), "requested_at must be"),
     }
-    lines = [line(saga_id, value) for saga_id, (value, _) in refused_requests.items()]
-    lines.append(f"kin-junk{TAB}this is not JSON")
-    expected += produce(stack, TRANSFER_REQUEST_TOPIC, lines)
 
-    bad_commands = {
+
+def bad_commands() -> dict[str, list[Refusal]]:
+    """Commands a participant must refuse, by the topic they are produced on."""
+    return {
         # It used to raise A's balance by $1000.
         "service-a-deduct": [
             (command("kin-c1-1", "deduct", "A", -100_000), "INVALID_AMOUNT: "),
@@ -470,14 +494,26 @@ def test_bad_input_produced_with_kcat_moves_no_money(stack: Stack) -> None:
             (command("kin-c8-1", "collect", "B", 100, step=3), "UNKNOWN_ACCOUNT: B"),
         ],
     }
-    for topic, commands in bad_commands.items():
-        lines = [line(value["account"], value) for value, _ in commands]
+
+
+def produce_bad_input(
+    stack: Stack, requests: dict[str, Refusal], commands: dict[str, list[Refusal]]
+) -> Counter[Move]:
+    """Produce the requests and the commands, each topic with a line that is not JSON;
+    return the forwards they call for."""
+    lines = [line(saga_id, value) for saga_id, (value, _) in requests.items()]
+    lines.append(f"kin-junk{TAB}this is not JSON")
+    expected = produce(stack, TRANSFER_REQUEST_TOPIC, lines)
+    for topic, refusals in commands.items():
+        lines = [line(value["account"], value) for value, _ in refusals]
         if topic == "service-a-deduct":
             lines.append(f"A{TAB}{{not json")
         expected += produce(stack, topic, lines)
+    return expected
 
-    sagas = stack.wait_terminal(refused_requests, timeout=30)
-    wanted = {value["command_id"] for values in bad_commands.values() for value, _ in values}
+
+def wait_replies(stack: Stack, wanted: set[str], timeout: float = 30) -> dict[str, dict[str, Any]]:
+    """The reply to each of the ``wanted`` command ids, each seen only once or the same."""
     replies: dict[str, dict[str, Any]] = {}
 
     def all_replied() -> bool:
@@ -487,11 +523,16 @@ def test_bad_input_produced_with_kcat_moves_no_money(stack: Stack) -> None:
                 replies[reply["command_id"]] = reply
         return set(replies) == wanted
 
-    wait_until("every bad command is answered", all_replied, timeout=30)
-    wait_caught_up(stack)
+    wait_until("every bad command is answered", all_replied, timeout)
+    return replies
 
-    assert balances(stack) == balances_before
-    for saga_id, (value, reason) in refused_requests.items():
+
+def assert_requests_refused(
+    stack: Stack, sagas: dict[str, dict[str, Any]], requests: dict[str, Refusal]
+) -> None:
+    """Each refused request is a FAILED saga naming the reason, no step started; the
+    line that is not JSON starts none."""
+    for saga_id, (value, reason) in requests.items():
         saga = sagas[saga_id]
         assert saga["status"] == "FAILED", saga
         assert reason in (saga["error"] or ""), (saga_id, saga["error"], reason)
@@ -503,8 +544,14 @@ def test_bad_input_produced_with_kcat_moves_no_money(stack: Stack) -> None:
     assert "⏭️  Skipped a malformed message: not JSON" in stack.log("orchestrator")
     assert "⏭️  Skipped a malformed message: not JSON" in stack.log("service-a")
 
-    for topic, commands in bad_commands.items():
-        for value, error in commands:
+
+def assert_commands_refused(
+    stack: Stack, replies: dict[str, dict[str, Any]], commands: dict[str, list[Refusal]]
+) -> None:
+    """Each bad command is answered FAILED with the reason, by the participant it was
+    sent to, about that very command, and never recorded in a ledger."""
+    for topic, refusals in commands.items():
+        for value, error in refusals:
             reply = replies[value["command_id"]]
             assert reply["status"] == "FAILED", reply
             assert reply["error"].startswith(error), (reply, error)
@@ -516,12 +563,28 @@ def test_bad_input_produced_with_kcat_moves_no_money(stack: Stack) -> None:
     for participant in PARTICIPANTS:
         assert "kin-c" not in _ledger_lines(stack, participant)
 
+
+def test_bad_input_produced_with_kcat_moves_no_money(stack: Stack) -> None:
+    wait_caught_up(stack)
+    balances_before = balances(stack)
+    before = all_forwards(stack)
+    requests, commands = refused_requests(), bad_commands()
+    expected = produce_bad_input(stack, requests, commands)
+
+    sagas = stack.wait_terminal(requests, timeout=30)
+    wanted = {value["command_id"] for refusals in commands.values() for value, _ in refusals}
+    replies = wait_replies(stack, wanted)
+    wait_caught_up(stack)
+
+    assert balances(stack) == balances_before
+    assert_requests_refused(stack, sagas, requests)
+    assert_commands_refused(stack, replies, commands)
     stack.assert_invariants()
     assert_no_phantom(stack)
     forwarded = forwards_since(stack, before)
     assert forwarded == by_consumer(expected), forwarded
     print(
-        f"\n(c) {len(refused_requests)} refused requests, {len(wanted)} refused commands; "
+        f"\n(c) {len(requests)} refused requests, {len(wanted)} refused commands; "
         f"forwarded {sum(expected.values())} strays"
     )
 

@@ -28,6 +28,7 @@ from aiokafka.errors import SaslAuthenticationFailed
 
 from saga_streams.local.cluster import LocalCluster
 from saga_streams.local.kafka import (
+    KafkaNode,
     LocalKafka,
     LocalKafkaError,
     free_port,
@@ -61,7 +62,8 @@ async def _describe(client: dict[str, Any], topic: str = TOPIC) -> dict[str, Any
     await admin.start()
     try:
         deadline = time.monotonic() + 20
-        while True:
+        described: Any = None
+        for _ in range(100):  # every 0.2 s for 20 s
             cluster = await admin.describe_cluster()
             (described,) = await admin.describe_topics([topic])
             partitions = described["partitions"]
@@ -70,8 +72,10 @@ async def _describe(client: dict[str, Any], topic: str = TOPIC) -> dict[str, Any
                     "brokers": sorted(broker["node_id"] for broker in cluster["brokers"]),
                     "partitions": partitions,
                 }
-            assert time.monotonic() < deadline, f"no leader for {topic}: {described}"
+            if time.monotonic() >= deadline:
+                break
             await asyncio.sleep(0.2)
+        raise AssertionError(f"no leader for {topic}: {described}")
     finally:
         await admin.close()
 
@@ -83,7 +87,8 @@ async def _min_insync_replicas(client: dict[str, Any], topic: str = TOPIC) -> st
     try:
         wanted = ConfigResource(ConfigResourceType.TOPIC, topic, {"min.insync.replicas": None})
         deadline = time.monotonic() + 20
-        while True:
+        resource: Any = None
+        for _ in range(100):  # every 0.2 s for 20 s
             # Asked of any broker: one whose metadata lacks the new topic yet answers
             # without entries.
             (response,) = await admin.describe_configs([wanted])
@@ -91,8 +96,10 @@ async def _min_insync_replicas(client: dict[str, Any], topic: str = TOPIC) -> st
             if resource["config_entries"]:
                 (entry,) = resource["config_entries"]
                 return str(entry["config_value"])
-            assert time.monotonic() < deadline, f"no configuration for {topic}: {resource}"
+            if time.monotonic() >= deadline:
+                break
             await asyncio.sleep(0.2)
+        raise AssertionError(f"no configuration for {topic}: {resource}")
     finally:
         await admin.close()
 
@@ -185,61 +192,89 @@ def test_message_survives_kill_and_restart(tmp_path: Path) -> None:
     assert _java_processes_under(tmp_path) == []
 
 
+def _assert_three_nodes_of_one_cluster(kafka: LocalKafka, data_dir: Path, bootstrap: str) -> None:
+    assert kafka.bootstrap == bootstrap
+    assert kafka.client_env() == {
+        "KAFKA_BROKER": f"kafka://{bootstrap}",
+        "TOPIC_REPLICATION_FACTOR": "3",
+    }
+    assert [node.node_id for node in kafka.nodes] == [1, 2, 3]
+    assert all(node.is_running() for node in kafka.nodes)
+    assert len({node.pid for node in kafka.nodes}) == 3
+    cluster_ids = {
+        (data_dir / f"node-{n}" / "kraft" / "meta.properties")
+        .read_text()
+        .split("cluster.id=")[1]
+        .split()[0]
+        for n in (1, 2, 3)
+    }
+    assert cluster_ids == {kafka.cluster_id()}
+
+
+def _replicated_topic(client: dict[str, Any]) -> dict[str, Any]:
+    """The topic, made with three replicas: its one partition, on every node and in sync."""
+    asyncio.run(_create_topic(client, replicas=3))
+    described = asyncio.run(_describe(client))
+    assert described["brokers"] == [1, 2, 3]
+    partitions: list[dict[str, Any]] = described["partitions"]
+    (partition,) = partitions
+    assert sorted(partition["replicas"]) == [1, 2, 3]
+    assert sorted(partition["isr"]) == [1, 2, 3]
+    assert asyncio.run(_min_insync_replicas(client)) == "2"
+    return partition
+
+
+def _kill_the_leader_and_produce(
+    kafka: LocalKafka, leader: int, value: bytes
+) -> tuple[KafkaNode, float]:
+    """Kill the partition's leader: a new one is elected, the ISR shrinks to two
+    (min.insync.replicas=2), and a produce with acks=all still succeeds. Returns the
+    node killed and how long that produce took."""
+    victim = next(node for node in kafka.nodes if node.node_id == leader)
+    victim.kill()
+    assert not victim.is_running() and kafka.is_running()
+    survivors = ",".join(node.bootstrap for node in kafka.nodes if node is not victim)
+    began = time.monotonic()
+    asyncio.run(_produce({"bootstrap_servers": survivors}, value))
+    produce_seconds = time.monotonic() - began
+    (partition,) = asyncio.run(_describe({"bootstrap_servers": survivors}))["partitions"]
+    assert partition["leader"] != victim.node_id
+    assert victim.node_id not in partition["isr"]
+    return victim, produce_seconds
+
+
+def _wait_in_sync(client: dict[str, Any], nodes: list[int], timeout: float = 30.0) -> None:
+    """Until the partition's ISR is ``nodes`` (asked at most ``timeout`` s, every 0.5 s)."""
+    deadline = time.monotonic() + timeout
+    isr: list[int] = []
+    for _ in range(int(timeout / 0.5) + 1):
+        isr = sorted(asyncio.run(_describe(client))["partitions"][0]["isr"])
+        if isr == nodes or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    assert isr == nodes, f"the restarted node did not rejoin the ISR: {isr}"
+
+
 @pytest.mark.kafka
 def test_three_nodes_replicate_and_serve_with_one_killed(tmp_path: Path) -> None:
     ports = free_ports(6)
     kafka = LocalKafka(tmp_path / "kafka", brokers=3, ports=ports[:3], controller_ports=ports[3:])
     client = kafka.client_kwargs()
-    bootstrap = ",".join(f"127.0.0.1:{port}" for port in ports[:3])
     values = [f"saga-{uuid.uuid4()}".encode() for _ in range(2)]
     try:
         kafka.start()
-        assert kafka.bootstrap == bootstrap
-        assert kafka.client_env() == {
-            "KAFKA_BROKER": f"kafka://{bootstrap}",
-            "TOPIC_REPLICATION_FACTOR": "3",
-        }
-        assert [node.node_id for node in kafka.nodes] == [1, 2, 3]
-        assert all(node.is_running() for node in kafka.nodes)
-        assert len({node.pid for node in kafka.nodes}) == 3
-        cluster_ids = {
-            (tmp_path / "kafka" / f"node-{n}" / "kraft" / "meta.properties")
-            .read_text()
-            .split("cluster.id=")[1]
-            .split()[0]
-            for n in (1, 2, 3)
-        }
-        assert cluster_ids == {kafka.cluster_id()}
-
-        asyncio.run(_create_topic(client, replicas=3))
-        described = asyncio.run(_describe(client))
-        assert described["brokers"] == [1, 2, 3]
-        (partition,) = described["partitions"]
-        assert sorted(partition["replicas"]) == [1, 2, 3]
-        assert sorted(partition["isr"]) == [1, 2, 3]
-        assert asyncio.run(_min_insync_replicas(client)) == "2"
-
-        # Kill the partition's leader: a new one is elected, the ISR shrinks to two
-        # (min.insync.replicas=2), and a produce with acks=all still succeeds.
-        victim = next(node for node in kafka.nodes if node.node_id == partition["leader"])
-        victim.kill()
-        assert not victim.is_running() and kafka.is_running()
-        survivors = ",".join(node.bootstrap for node in kafka.nodes if node is not victim)
-        began = time.monotonic()
-        asyncio.run(_produce({"bootstrap_servers": survivors}, values[0]))
-        produce_seconds = time.monotonic() - began
-        (partition,) = asyncio.run(_describe({"bootstrap_servers": survivors}))["partitions"]
-        assert partition["leader"] != victim.node_id
-        assert victim.node_id not in partition["isr"]
+        bootstrap = ",".join(f"127.0.0.1:{port}" for port in ports[:3])
+        _assert_three_nodes_of_one_cluster(kafka, tmp_path / "kafka", bootstrap)
+        partition = _replicated_topic(client)
+        victim, produce_seconds = _kill_the_leader_and_produce(
+            kafka, partition["leader"], values[0]
+        )
 
         # The node comes back on its data and catches up: three in sync again.
         victim.start()
         assert victim.is_running()
         assert (victim.kraft_dir / f"{TOPIC}-0").is_dir()
-        deadline = time.monotonic() + 30
-        while sorted(asyncio.run(_describe(client))["partitions"][0]["isr"]) != [1, 2, 3]:
-            assert time.monotonic() < deadline, "the restarted node did not rejoin the ISR"
-            time.sleep(0.5)
+        _wait_in_sync(client, [1, 2, 3])
         asyncio.run(_produce(client, values[1]))
         assert asyncio.run(_read_all(client, 2)) == values
 
@@ -258,6 +293,57 @@ def test_three_nodes_replicate_and_serve_with_one_killed(tmp_path: Path) -> None
     assert _java_processes_under(tmp_path) == []
 
 
+def _assert_secure_client_env(env: dict[str, str], port: int) -> tuple[str, Path]:
+    """The settings a worker gets for a SASL_SSL broker; returns (password, CA file)."""
+    password = env["KAFKA_SASL_PASSWORD"]
+    ca_file = Path(env["KAFKA_SSL_CAFILE"])
+    assert env == {
+        "KAFKA_BROKER": f"kafka://127.0.0.1:{port}",
+        "TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "KAFKA_SASL_USERNAME": "saga",
+        "KAFKA_SASL_PASSWORD": password,
+        "KAFKA_SSL_CAFILE": str(ca_file),
+    }
+    assert len(password) >= 16
+    assert ca_file.is_absolute()
+    assert ca_file.read_text().startswith("-----BEGIN CERTIFICATE-----")
+    return password, ca_file
+
+
+def _assert_printed_kcat_lists_the_topic(
+    kafka: LocalKafka, port: int, password: str, ca_file: Path
+) -> None:
+    """The kcat command the CLI prints has every flag SASL_SSL needs, and lists the topic."""
+    kcat = next(
+        line for line in ready_message(kafka, None).splitlines() if line.startswith("kcat ")
+    )
+    assert kcat == shlex.join(
+        [
+            "kcat",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-X",
+            "security.protocol=SASL_SSL",
+            "-X",
+            "sasl.mechanisms=SCRAM-SHA-512",
+            "-X",
+            "sasl.username=saga",
+            "-X",
+            f"sasl.password={password}",
+            "-X",
+            f"ssl.ca.location={ca_file}",
+            "-L",
+        ]
+    )
+    listed = subprocess.run(
+        shlex.split(kcat), capture_output=True, text=True, timeout=30, check=False
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert f'topic "{TOPIC}" with 1 partitions' in listed.stdout
+
+
 @pytest.mark.kafka
 def test_secure_broker_needs_the_password_and_the_ca(tmp_path: Path) -> None:
     port, controller_port = free_ports(2)
@@ -266,20 +352,7 @@ def test_secure_broker_needs_the_password_and_the_ca(tmp_path: Path) -> None:
     try:
         kafka.start()
         env = kafka.client_env()
-        password = env["KAFKA_SASL_PASSWORD"]
-        ca_file = Path(env["KAFKA_SSL_CAFILE"])
-        assert env == {
-            "KAFKA_BROKER": f"kafka://127.0.0.1:{port}",
-            "TOPIC_REPLICATION_FACTOR": "1",
-            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-            "KAFKA_SASL_USERNAME": "saga",
-            "KAFKA_SASL_PASSWORD": password,
-            "KAFKA_SSL_CAFILE": str(ca_file),
-        }
-        assert len(password) >= 16
-        assert ca_file.is_absolute()
-        assert ca_file.read_text().startswith("-----BEGIN CERTIFICATE-----")
+        password, ca_file = _assert_secure_client_env(env, port)
 
         # The right user, password and CA: produce and consume.
         client = kafka.client_kwargs()
@@ -293,33 +366,7 @@ def test_secure_broker_needs_the_password_and_the_ca(tmp_path: Path) -> None:
         with pytest.raises(SaslAuthenticationFailed, match="invalid credentials"):
             asyncio.run(create_conn("127.0.0.1", port, request_timeout_ms=10_000, **wrong))
 
-        # The kcat command the CLI prints lists the topic.
-        kcat = next(
-            line for line in ready_message(kafka, None).splitlines() if line.startswith("kcat ")
-        )
-        assert kcat == shlex.join(
-            [
-                "kcat",
-                "-b",
-                f"127.0.0.1:{port}",
-                "-X",
-                "security.protocol=SASL_SSL",
-                "-X",
-                "sasl.mechanisms=SCRAM-SHA-512",
-                "-X",
-                "sasl.username=saga",
-                "-X",
-                f"sasl.password={password}",
-                "-X",
-                f"ssl.ca.location={ca_file}",
-                "-L",
-            ]
-        )
-        listed = subprocess.run(
-            shlex.split(kcat), capture_output=True, text=True, timeout=30, check=False
-        )
-        assert listed.returncode == 0, listed.stderr
-        assert f'topic "{TOPIC}" with 1 partitions' in listed.stdout
+        _assert_printed_kcat_lists_the_topic(kafka, port, password, ca_file)
 
         # A restart reuses the certificate and the password.
         kafka.stop()

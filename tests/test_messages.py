@@ -33,7 +33,7 @@ def test_round_trip_every_message() -> None:
         Reply(
             "s1-1", "s1", 1, "ACTION", "service-a", "deduct", "A", 5, "FAILED", "INSUFFICIENT_FUNDS"
         ),
-        Reply("s1-1", "s1", 1, "ACTION", "service-a", "deduct", "A", 5, "FAILED", "EXPIRED", True),
+        Reply("s1-1", "s1", 1, "ACTION", "service-a", "deduct", "A", 5, "SUCCESS"),
     ):
         assert decode(encode(message)) == message
 

@@ -10,13 +10,13 @@ import pytest
 from saga_streams.config import ConfigError, load_settings, parse_accounts
 from saga_streams.money import MAX_AMOUNT_CENTS, dollars, format_dollars, parse_cents
 from saga_streams.rules import TransferRules
-from saga_streams.saga.workflow import WORKFLOWS
 from saga_streams.web.validation import (
     BadRequest,
     TransferInput,
     parse_saga_query,
     parse_transfer,
 )
+from saga_streams.workflows import WORKFLOWS
 
 JSON = "application/json"
 #: What each participant owns in these tests, and its default account.

@@ -12,7 +12,7 @@ from saga_streams.messages import Command, TransferRequested
 from saga_streams.money import MAX_AMOUNT_CENTS
 from saga_streams.partitions import partition_for
 from saga_streams.rules import MAX_EPOCH_MS, Refused, TransferRules, command_refusal
-from saga_streams.saga.workflow import WORKFLOWS
+from saga_streams.workflows import WORKFLOWS
 
 RULES = TransferRules(
     WORKFLOWS,

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from saga_streams.audit import read_sagas
+from saga_streams.http_client import http_json
+from saga_streams.local.ending import wait_until_ended
 from saga_streams.local.kafka import port_in_use
-from saga_streams.local.workers import http_json
 
 pytestmark = pytest.mark.kafka
 
@@ -34,6 +36,27 @@ def _processes_mentioning(text: str) -> list[str]:
             if text in cmdline and state != "Z":
                 found.append(cmdline[:120])
     return found
+
+
+def balances() -> tuple[float, float]:
+    """Account A's balance (service A, port 8001) and account B's (service B, port 8002)."""
+    status_a, a = http_json("GET", "http://127.0.0.1:8001/balance")
+    status_b, b = http_json("GET", "http://127.0.0.1:8002/balance")
+    assert (status_a, status_b) == (200, 200), (a, b)
+    return a["balance"], b["balance"]
+
+
+def wait_ready(run: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
+    """Until ``make run`` says it is ready (polled at most ``timeout`` s, every 0.5 s)."""
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / 0.5) + 1):
+        if "✅ ready" in log_path.read_text(errors="replace"):
+            return
+        assert run.poll() is None, log_path.read_text(errors="replace")[-2000:]
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    raise AssertionError(f"not ready after {timeout:.0f} s")
 
 
 def test_run_starts_everything_and_sigterm_stops_everything(tmp_path: Path) -> None:
@@ -58,20 +81,17 @@ def test_run_starts_everything_and_sigterm_stops_everything(tmp_path: Path) -> N
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 120
-        while "✅ ready" not in log_path.read_text(errors="replace"):
-            assert run.poll() is None, log_path.read_text(errors="replace")[-2000:]
-            assert time.monotonic() < deadline, "not ready after 120 s"
-            time.sleep(0.5)
+        wait_ready(run, log_path, timeout=120)
+        assert balances() == (1000, 500)  # the seed's opening balances
         status, body = http_json("POST", "http://127.0.0.1:8000/transfer", {"amount": 100})
         assert status == 202 and body["status"] == "STARTED"
         saga_id = body["saga_id"]
-        while time.monotonic() < deadline:
-            status, saga = http_json("GET", f"http://127.0.0.1:8000/sagas/{saga_id}")
-            if status == 200 and saga["status"] == "COMPLETED":
-                break
-            time.sleep(0.3)
-        assert http_json("GET", "http://127.0.0.1:8001/balance")[1]["balance"] == 900
+        ending = wait_until_ended(
+            lambda: read_sagas("http://127.0.0.1:8000"), [saga_id], timeout=60
+        ).raise_unless_ended()
+        assert ending.by_id()[saga_id]["status"] == "COMPLETED", ending.by_id()[saga_id]
+        # Both steps ran: A paid (step 1) and B was paid (step 2).
+        assert balances() == (900, 600)
         text = log_path.read_text(errors="replace")
         for prefix in ("kafka        | ", "orchestrator | ", "service-a    | ", "service-c    | "):
             assert prefix in text, prefix

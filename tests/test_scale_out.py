@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from saga_streams.local.workers import http_json
+from saga_streams.http_client import http_json
 from saga_streams.roles import ROLES
 from tests.e2e import Stack
 
@@ -42,18 +42,17 @@ def assigned(stack: Stack, name: str) -> int:
 def wait_until_shared(stack: Stack, timeout: float = 120.0) -> None:
     """Until every worker is ready and holds partitions of its own (rebalance settled)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    for _ in range(int(timeout / 0.5) + 1):
         if all(assigned(stack, name) > 0 for name in stack.workers):
             return
+        if time.monotonic() >= deadline:
+            break
         time.sleep(0.5)
     shares = {name: assigned(stack, name) for name in stack.workers}
     raise AssertionError(f"partitions not shared after {timeout}s: {shares}")
 
 
-def test_two_workers_per_role_survive_a_sigkill_and_answer_from_either_port(
-    stack_factory: Callable[..., Stack],
-) -> None:
-    stack = stack_factory(**ENV)
+def start_two_workers_per_role(stack: Stack) -> None:
     stack.start()
     for role in ROLES:
         stack.add_worker(role)
@@ -61,45 +60,51 @@ def test_two_workers_per_role_survive_a_sigkill_and_answer_from_either_port(
         worker.wait_ready()
     wait_until_shared(stack)
 
-    rng = random.Random(11)
-    victims = {TRANSFERS // 3: "service-a-2", 2 * TRANSFERS // 3: "orchestrator-2"}
-    killed: set[str] = set()
 
-    def one(n: int) -> tuple[int, Any]:
+class Load:
+    """Transfers between random accounts, a quarter with a fee, sent to the orchestrators
+    still alive in turn; between batches, a worker is killed (SIGKILL) as planned."""
+
+    BATCH = 40
+
+    def __init__(self, stack: Stack, victims: dict[int, str]) -> None:
+        self.stack = stack
+        self.victims = victims  # transfers sent -> the worker killed then
+        self.killed: set[str] = set()
+        self.rng = random.Random(11)
+
+    def send(self, n: int) -> tuple[int, Any]:
         body: dict[str, Any] = {
-            "amount": rng.randint(1, 3_000) / 100,
-            "from_account": rng.choice(A_ACCOUNTS),
-            "to_account": rng.choice(B_ACCOUNTS),
+            "amount": self.rng.randint(1, 3_000) / 100,
+            "from_account": self.rng.choice(A_ACCOUNTS),
+            "to_account": self.rng.choice(B_ACCOUNTS),
         }
         if n % 4 == 0:
             body["workflow"] = "transfer-with-fee"
-        alive = [w for w in stack.names("orchestrator") if w not in killed]
-        return http_json("POST", stack.url(alive[n % len(alive)], "/transfer"), body, 10)
+        alive = [w for w in self.stack.names("orchestrator") if w not in self.killed]
+        return http_json("POST", self.stack.url(alive[n % len(alive)], "/transfer"), body, 10)
 
-    accepted: list[str] = []
-    with ThreadPoolExecutor(4) as pool:
-        for start in range(0, TRANSFERS, 40):
-            for status, body in pool.map(one, range(start, start + 40)):
-                assert status == 202, body
-                accepted.append(body["saga_id"])
-            if start + 40 in victims:
-                victim = victims[start + 40]
-                stack.workers[victim].kill()
-                killed.add(victim)
-    assert len(accepted) == TRANSFERS
+    def run(self, transfers: int) -> list[str]:
+        """Every transfer accepted (202): their saga ids."""
+        accepted: list[str] = []
+        with ThreadPoolExecutor(4) as pool:
+            for start in range(0, transfers, self.BATCH):
+                for status, body in pool.map(self.send, range(start, start + self.BATCH)):
+                    assert status == 202, body
+                    accepted.append(body["saga_id"])
+                self.kill_if_due(start + self.BATCH)
+        return accepted
 
-    # The survivors take the victims' partitions and finish every saga...
-    sagas = stack.wait_terminal(accepted, timeout=180)
-    # ...and the victims come back and get partitions again.
-    for victim in killed:
-        stack.start_worker(victim).wait_ready()
-    wait_until_shared(stack)
+    def kill_if_due(self, sent: int) -> None:
+        if sent in self.victims:
+            victim = self.victims[sent]
+            self.stack.workers[victim].kill()
+            self.killed.add(victim)
 
-    stack.assert_invariants()
-    statuses = {s["status"] for s in sagas.values()}
-    assert {"COMPLETED", "FAILED", "ROLLED_BACK"} <= statuses, statuses
 
-    # Every GET, from either port: each saga, each balance, the listings.
+def assert_sagas_read_the_same_from_either_port(
+    stack: Stack, sagas: dict[str, dict[str, Any]], accepted: list[str]
+) -> None:
     orchestrators = stack.names("orchestrator")
     for saga_id, saga in sagas.items():
         for name in orchestrators:
@@ -109,6 +114,9 @@ def test_two_workers_per_role_survive_a_sigkill_and_answer_from_either_port(
     listings = [http_json("GET", stack.url(n, "/sagas?limit=1000"))[1] for n in orchestrators]
     assert listings[0] == listings[1]
     assert sorted(s["saga_id"] for s in listings[0]["sagas"]) == sorted(accepted)
+
+
+def assert_balances_read_the_same_from_either_port(stack: Stack) -> None:
     for role, accounts in (("service-a", A_ACCOUNTS), ("service-b", B_ACCOUNTS)):
         first, second = stack.names(role)
         for account in accounts:
@@ -119,8 +127,10 @@ def test_two_workers_per_role_survive_a_sigkill_and_answer_from_either_port(
         pages = [http_json("GET", stack.url(n, "/accounts"))[1] for n in (first, second)]
         assert pages[0] == pages[1] and pages[0]["count"] == len(accounts)
 
-    # Commands are keyed by account: one account's commands stay on one partition, and
-    # the accounts spread over several.
+
+def assert_commands_keyed_by_account(stack: Stack) -> None:
+    """One account's commands stay on one partition, and the accounts spread over
+    several."""
     partitions_of: dict[str, set[str]] = defaultdict(set)
     out = stack.kcat("-t", "service-a-deduct", "-C", "-e", "-q", "-f", "%k %p\n")
     for line in out.splitlines():
@@ -128,3 +138,31 @@ def test_two_workers_per_role_survive_a_sigkill_and_answer_from_either_port(
         partitions_of[key].add(partition)
     assert all(len(p) == 1 for p in partitions_of.values()), partitions_of
     assert len({p for ps in partitions_of.values() for p in ps}) > 1, partitions_of
+
+
+def test_two_workers_per_role_survive_a_sigkill_and_answer_from_either_port(
+    stack_factory: Callable[..., Stack],
+) -> None:
+    stack = stack_factory(**ENV)
+    start_two_workers_per_role(stack)
+
+    load = Load(stack, {TRANSFERS // 3: "service-a-2", 2 * TRANSFERS // 3: "orchestrator-2"})
+    accepted = load.run(TRANSFERS)
+    assert len(accepted) == TRANSFERS
+
+    # The survivors take the victims' partitions and finish every saga...
+    sagas = stack.wait_terminal(accepted, timeout=180)
+    # ...and the victims come back and get partitions again.
+    assert load.killed == {"service-a-2", "orchestrator-2"}
+    for victim in load.killed:
+        stack.start_worker(victim).wait_ready()
+    wait_until_shared(stack)
+
+    stack.assert_invariants()
+    statuses = {s["status"] for s in sagas.values()}
+    assert {"COMPLETED", "FAILED", "ROLLED_BACK"} <= statuses, statuses
+
+    # Every GET, from either port: each saga, each balance, the listings.
+    assert_sagas_read_the_same_from_either_port(stack, sagas, accepted)
+    assert_balances_read_the_same_from_either_port(stack)
+    assert_commands_keyed_by_account(stack)

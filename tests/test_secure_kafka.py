@@ -83,7 +83,7 @@ def test_a_ca_that_did_not_sign_the_broker_stops_the_worker_with_one_line(
 
 
 def test_kcat_reads_the_replies_on_the_secured_broker(stack: Stack) -> None:
-    # README's kcat flags for a SASL_SSL broker: the transfer's replies are readable.
+    # The kcat flags docs/deployment.md gives for a SASL_SSL broker read the replies.
     flags = stack.kafka.kcat_args()
     assert "security.protocol=SASL_SSL" in flags and "sasl.mechanisms=SCRAM-SHA-512" in flags
     replies = stack.topic_messages("orchestrator-response")

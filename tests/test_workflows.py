@@ -12,16 +12,18 @@ from hypothesis import strategies as st
 
 from saga_streams.config import load_settings
 from saga_streams.roles import PARTICIPANTS, check_workflows
-from saga_streams.saga.workflow import (
+from saga_streams.saga.dsl import (
     FROM_ACCOUNT,
-    TRANSFER,
-    TRANSFER_WITH_FEE,
-    WORKFLOWS,
+    Registry,
+    Step,
     Workflow,
     WorkflowError,
     fee_cents,
     saga,
 )
+from saga_streams.saga.engine import pending_command
+from saga_streams.saga.policy import RetryPolicy
+from saga_streams.workflows import TRANSFER, TRANSFER_WITH_FEE, WORKFLOWS
 from tests.sagatest import SagaScenario
 
 
@@ -197,3 +199,40 @@ def test_start_up_check_names_what_is_wrong(step: tuple[str, str, str], message:
     workflow = saga("bad").step(participant, account=account).invoke(action, topic="x").build()
     with pytest.raises(WorkflowError, match=message):
         check_workflows({"bad": workflow}, PARTICIPANTS, load_settings({}).accounts)
+
+
+def test_a_registry_names_each_workflow_once_and_knows_its_default() -> None:
+    assert (WORKFLOWS.default, list(WORKFLOWS)) == ("transfer", ["transfer", "transfer-with-fee"])
+    assert len(WORKFLOWS) == 2 and WORKFLOWS["transfer"] is TRANSFER
+    # Every command topic once, in declaration order: the fee workflow adds C's two.
+    assert WORKFLOWS.topics == (*TRANSFER.topics, "service-c-collect", "service-c-return")
+    with pytest.raises(WorkflowError, match="at least one"):
+        Registry()
+    with pytest.raises(WorkflowError, match="share a name"):
+        Registry(TRANSFER, TRANSFER)
+    with pytest.raises(WorkflowError, match="not registered"):
+        Registry(TRANSFER, default="nope")
+
+
+def test_a_step_needs_an_action_and_a_whole_compensation() -> None:
+    with pytest.raises(WorkflowError, match="has no action"):
+        Workflow("w", (Step("p1", "A", "", ""),))
+    with pytest.raises(WorkflowError, match="needs both a name and a topic"):
+        Workflow("w", (Step("p1", "A", "do", "p1-do", compensation="undo"),))
+
+
+def test_a_retry_policy_must_wait_and_try_at_least_once() -> None:
+    for bad in ({"step_timeout_ms": 0}, {"max_attempts": 0}, {"max_delay_ms": -1}):
+        with pytest.raises(ValueError, match="invalid retry policy"):
+            RetryPolicy(**bad)
+    assert RetryPolicy(step_timeout_ms=1_000, max_delay_ms=3_000).delay_ms(5) == 3_000
+
+
+def test_a_silent_step_with_nothing_to_undo_fails_and_the_earlier_ones_are_undone() -> None:
+    scenario = SagaScenario(chain(2, undoable=(True, False)), 10_00).success()
+    for _ in range(3):  # the second step's every attempt goes unanswered
+        scenario.timeout()
+    scenario.expect_command("p1-undo").expect_outcomes("COMPENSATING", "FAILED")
+    scenario.success().expect_status("ROLLED_BACK")
+    assert scenario.saga is not None
+    assert pending_command(scenario.workflow, scenario.saga) is None  # nothing awaited

@@ -29,9 +29,11 @@ BATCH_MAX = 500
 BATCH_WAIT = 0.005
 
 
-async def in_batches(stream: faust.StreamT[bytes]) -> AsyncIterator[Sequence[EventT[bytes]]]:
+async def in_batches(
+    stream: faust.StreamT[bytes], batch_max: int = BATCH_MAX
+) -> AsyncIterator[Sequence[EventT[bytes]]]:
     # take_events is on the concrete Stream, not on the StreamT interface.
-    batches = cast(faust.Stream[bytes], stream).take_events(BATCH_MAX, within=BATCH_WAIT)
+    batches = cast(faust.Stream[bytes], stream).take_events(batch_max, within=BATCH_WAIT)
     async for events in batches:
         yield events
 

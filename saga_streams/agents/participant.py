@@ -1,4 +1,4 @@
-"""What service A and service B share: an account, its command topics, its replies.
+"""What every participant (services A, B and C) shares: accounts, command topics, replies.
 
 A participant knows nothing about sagas: it executes a command on its account, at most
 once, and answers on ``orchestrator-response``.
@@ -14,18 +14,21 @@ from faust.types import EventT
 from saga_streams.accounts import Account, Execution, execute
 from saga_streams.agents.batches import acting_for, in_batches
 from saga_streams.agents.strays import StrayForwarder
-from saga_streams.app import REPLY_TOPIC, create_app, declare_topic, settings_or_exit
+from saga_streams.agents.wiring import Wiring, WiringFor
+from saga_streams.app import REPLY_TOPIC, create_app, declare_topic
+from saga_streams.config import Settings
 from saga_streams.faults import should_fail
 from saga_streams.messages import ACTION, Command, MessageError, Reply, decode, encode
 from saga_streams.money import format_dollars
 from saga_streams.roles import Participant
 from saga_streams.rules import command_refusal
+from saga_streams.saga.dsl import Registry
 from saga_streams.tables.accounts import AccountStore
-from saga_streams.web.accounts import register_account_views
+from saga_streams.web.accounts import AccountViews, register_account_views
 from saga_streams.web.health import register_health_view
 from saga_streams.web.integrity import register_integrity_view
 
-__all__ = ["create_participant_app", "describe"]
+__all__ = ["ParticipantService", "create_participant_app", "describe"]
 
 #: Account id -> the account as a batch has changed it, and the event to store it under.
 Changed = dict[str, tuple[Account, EventT[bytes]]]
@@ -65,78 +68,99 @@ def describe(command: Command, result: Execution) -> str:
     return f"{received}\n{done} {tag}\n{balance}"
 
 
-def create_participant_app(participant: Participant) -> faust.App:
-    settings = settings_or_exit()
-    role = participant.role
-    app = create_app(role, settings)
-    log = logging.getLogger(f"saga_streams.{role.name}")
-    owned = participant.accounts(settings)
-    accounts = AccountStore(app, settings.partitions, owned)
-    failure_rate = participant.failure_rate(settings)
-    topics = participant.topics()
-    commands_topic = declare_topic(app, *topics, partitions=settings.partitions)
-    replies_topic = declare_topic(app, REPLY_TOPIC, partitions=settings.partitions)
-    strays = StrayForwarder(app, topics, settings.partitions, log)
+class ParticipantService:
+    """One participant's worker: its account table, the agent executing its commands, and
+    its views. Built by ``create_participant_app``."""
 
-    def read(event: EventT[bytes]) -> Command | None:
+    def __init__(
+        self, participant: Participant, settings: Settings, workflows: Registry, wiring: WiringFor
+    ) -> None:
+        self.participant = participant
+        self.app = create_app(participant.role, settings, workflows)
+        self.wiring = wiring(self.app)
+        self.log = logging.getLogger(f"saga_streams.{participant.role.name}")
+        self.owned = settings.accounts[participant.role.name]
+        self.failure_rate = settings.failure_rates[participant.role.name]
+        self.accounts = AccountStore(self.app, settings.partitions, self.owned)
+        self.topics = participant.topics(workflows)
+        self.strays = StrayForwarder(self.wiring.send, settings.partitions, self.log)
+        commands = declare_topic(self.app, *self.topics, partitions=settings.partitions)
+        # concurrency=1: one batch at a time, each account read, changed and written in turn.
+        name = f"{participant.role.name}-execute-commands"
+        self.app.agent(commands, name=name, concurrency=1)(self.execute_commands)
+        views = AccountViews(self.accounts, self.owned, participant.account, self.wiring.peers)
+        register_account_views(self.app, views)
+        register_health_view(self.app, participant.role)
+        register_integrity_view(
+            self.app, self.accounts.table, self.wiring.peers, AccountStore.owner_of
+        )
+
+    def read(self, event: EventT[bytes]) -> Command | None:
         """The command in ``event``, or None (logged) for anything else on the topics."""
         try:
             command = decode(event.value)
         except MessageError as exc:
-            log.warning("⏭️  Skipped a malformed message: %s", exc)
+            self.log.warning("⏭️  Skipped a malformed message: %s", exc)
             return None
-        kind = topics[event.message.topic][0]
+        kind = self.topics[event.message.topic][0]
         if not isinstance(command, Command) or command.kind != kind:
-            log.warning("⏭️  Skipped a message that is not a %s command: %r", kind, command)
+            self.log.warning("⏭️  Skipped a message that is not a %s command: %r", kind, command)
             return None
         return command
 
-    def execute_one(command: Command, event: EventT[bytes], changed: Changed) -> Reply:
+    def execute_one(self, command: Command, event: EventT[bytes], changed: Changed) -> Reply:
         """Execute one command on its account and return the reply to send once the
         account is in the changelog. ``changed``: the accounts this batch has changed so
         far, each with the event to store it under; each is stored once, at the end of
         the batch, however many of its commands the batch holds."""
+        role = self.participant.role.name
         topic = event.message.topic
-        _, action, effect = topics[topic]
-        refusal = command_refusal(command, topic, action, owned)
+        _, action, effect = self.topics[topic]
+        refusal = command_refusal(command, topic, action, self.owned)
         if refusal is not None:
             # Never applied, never recorded: the reply repeats the command's account and
             # amount, so no saga takes it for the answer to a command of its own.
-            log.warning("❌ Refused %s: %s [saga %s]", command.command_id, refusal, command.saga_id)
-            return Reply.for_command(command, role.name, "FAILED", refusal)
+            self.log.warning(
+                "❌ Refused %s: %s [saga %s]", command.command_id, refusal, command.saga_id
+            )
+            return Reply.for_command(command, role, "FAILED", refusal)
         cached = changed.get(command.account)
-        account = cached[0] if cached else accounts.get(command.account)
-        fails = should_fail(role.name, command.command_id, failure_rate)
-        injected = participant.failure_error if fails else None
-        recall = accounts.recall(command.account)
-        result = execute(account, command, effect, injected, recall)
+        account = cached[0] if cached else self.accounts.get(command.account)
+        fails = should_fail(role, command.command_id, self.failure_rate)
+        injected = self.participant.failure_error if fails else None
+        result = execute(account, command, effect, injected, self.accounts.recall(command.account))
         if result.recorded:
             changed[account.account_id] = (account, event)
-        log.info(describe(command, result))
-        return Reply.for_command(command, role.name, result.status, result.error)
+        self.log.info(describe(command, result))
+        return Reply.for_command(command, role, result.status, result.error)
 
-    async def execute_commands(stream: faust.StreamT[bytes]) -> None:
-        async for events in in_batches(stream):
+    async def execute_commands(self, stream: faust.StreamT[bytes]) -> None:
+        async for events in in_batches(stream, self.wiring.batch_max):
             replies = []
             changed: Changed = {}
             for event in events:
-                command = read(event)
-                if command is None or await strays.forward_if_stray(event, command.account):
+                command = self.read(event)
+                if command is None:
+                    continue
+                if await self.strays.forward_if_stray(event, command.account):
                     continue
                 with acting_for(event):
-                    replies.append(execute_one(command, event, changed))
-            await strays.flush()
+                    replies.append(self.execute_one(command, event, changed))
+            await self.strays.flush()
             for account, event in changed.values():
                 with acting_for(event):  # the account's partition
-                    accounts.put(account)
+                    self.accounts.put(account)
             # The replies go out only once the money movements are durable.
-            await accounts.written()
+            await self.wiring.durable(self.accounts.table)
             for reply in replies:
-                await replies_topic.send(key=reply.saga_id, value=encode(reply))
+                await self.wiring.send(REPLY_TOPIC, reply.saga_id, encode(reply))
 
-    # concurrency=1: one batch at a time, each account read, changed and written in turn.
-    app.agent(commands_topic, name=f"{role.name}-execute-commands", concurrency=1)(execute_commands)
-    register_account_views(app, accounts, owned, participant.account)
-    register_health_view(app, role)
-    register_integrity_view(app, accounts.table, AccountStore.owner_of)
-    return app
+
+def create_participant_app(
+    participant: Participant,
+    settings: Settings,
+    workflows: Registry,
+    wiring: WiringFor = Wiring.of,
+) -> faust.App:
+    """The Faust app of one participant (service A, B or C)."""
+    return ParticipantService(participant, settings, workflows, wiring).app

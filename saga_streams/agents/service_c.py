@@ -5,6 +5,10 @@ compensation. It takes part in the ``transfer-with-fee`` workflow as step 3.
 """
 
 from saga_streams.agents.participant import create_participant_app
+from saga_streams.launch import lazy_app
 from saga_streams.roles import PARTICIPANTS
+from saga_streams.workflows import WORKFLOWS
 
-app = create_participant_app(PARTICIPANTS["service-c"])
+__getattr__ = lazy_app(
+    lambda settings: create_participant_app(PARTICIPANTS["service-c"], settings, WORKFLOWS)
+)

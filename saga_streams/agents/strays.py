@@ -19,32 +19,22 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from typing import Any
 
-import faust
 from faust.types import EventT
 
+from saga_streams.app import Send
 from saga_streams.partitions import partition_for
 
 __all__ = ["StrayForwarder"]
 
 
 class StrayForwarder:
-    def __init__(
-        self,
-        app: faust.App,
-        topic_names: Iterable[str],
-        partitions: int,
-        log: logging.Logger,
-    ) -> None:
+    def __init__(self, send: Send, partitions: int, log: logging.Logger) -> None:
         self.partitions = partitions
+        self._send = send
         self._log = log
-        # Raw topics: a forward produces the very bytes that were consumed.
-        self._topics = {
-            name: app.topic(name, key_serializer="raw", value_serializer="raw")
-            for name in topic_names
-        }
         #: Forwards since the worker started, by topic.
         self.forwarded: Counter[str] = Counter()
         self._pending: list[tuple[str, int, int, Awaitable[Any]]] = []
@@ -53,10 +43,11 @@ class StrayForwarder:
         """Forward ``event`` if it is not on ``routing_key``'s partition; True if it was."""
         message = event.message
         home = partition_for(routing_key, self.partitions)
-        if message.partition == home:
+        if message.partition == home or message.value is None:
             return False
-        future = await self._topics[message.topic].send(
-            key=message.key, value=message.value, partition=home, headers=message.headers
+        # The very bytes that were consumed, key and headers too.
+        future = await self._send(
+            message.topic, message.key, message.value, partition=home, headers=message.headers
         )
         self._pending.append((message.topic, message.partition, home, future))
         return True

@@ -38,6 +38,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from saga_streams.app import TRANSFER_REQUEST_TOPIC, ensure_topics
 from saga_streams.config import load_settings
 from saga_streams.local.cluster import LocalCluster
+from saga_streams.local.ending import wait_until_ended
 from saga_streams.messages import TransferRequested, encode
 from saga_streams.saga.state import TERMINAL, epoch_seconds
 
@@ -154,114 +155,141 @@ def _parties(accounts: int) -> tuple[str, str]:
     return f"A-{random.randint(1, accounts)}", f"B-{random.randint(1, accounts)}"
 
 
-async def _send_sagas(
-    cluster: LocalCluster, mode: str, seconds: float, concurrency: int, rate: float, accounts: int
-) -> tuple[int, float, float]:
-    """Send transfers for ``seconds``, at most ``concurrency`` sagas in flight (and at
-    ``rate`` if given), then wait for those in flight to finish; return (sent, window
-    start, window end) in epoch seconds.
+class _SagaLoad:
+    """Transfers sent for ``seconds``, at most ``concurrency`` sagas in flight (and at
+    ``rate`` if given), by HTTP (``POST /transfer``) or straight onto the request topic.
 
     A saga's slot is freed when the orchestrator's changelog shows it terminal: reading
     the changelog follows completions as they happen, without polling the HTTP API.
     """
-    sent = 0
-    next_slot = time.monotonic()
-    slots = asyncio.Semaphore(concurrency)
-    mine: set[str] = set()
-    stop = time.monotonic() + seconds
-    access = load_settings(cluster.worker_env()).kafka
-    producer = AIOKafkaProducer(acks="all", **access.client_kwargs())
-    changelog = AIOKafkaConsumer(
-        "saga-orchestrator-sagas-changelog",
-        group_id=None,
-        auto_offset_reset="latest",
-        **access.client_kwargs(),
-    )
-    url = cluster.url("orchestrator", "/transfer")
 
-    async def turn() -> bool:
-        nonlocal next_slot
+    def __init__(
+        self,
+        cluster: LocalCluster,
+        seconds: float,
+        concurrency: int,
+        rate: float,
+        accounts: int,
+    ) -> None:
+        self.url = cluster.url("orchestrator", "/transfer")
+        self.seconds = seconds
+        self.concurrency = concurrency
+        self.rate = rate
+        self.accounts = accounts
+        self.sent = 0
+        #: Sagas sent and not yet seen terminal in the changelog.
+        self.in_flight: set[str] = set()
+        self.slots = asyncio.Semaphore(concurrency)
+        self.next_slot = time.monotonic()
+        self.stop = time.monotonic() + seconds
+        access = load_settings(cluster.worker_env()).kafka
+        self.producer = AIOKafkaProducer(acks="all", **access.client_kwargs())
+        self.changelog = AIOKafkaConsumer(
+            "saga-orchestrator-sagas-changelog",
+            group_id=None,
+            auto_offset_reset="latest",
+            **access.client_kwargs(),
+        )
+
+    async def run(self, mode: str) -> tuple[int, float, float]:
+        """Send, then wait for those in flight to finish; return (sent, window start,
+        window end) in epoch seconds."""
+        await self.producer.start()
+        await self.changelog.start()
+        await self.changelog.seek_to_end()
+        began = time.time()
         try:
-            await asyncio.wait_for(slots.acquire(), timeout=max(0.0, stop - time.monotonic()))
+            watchers = [self.watch_completions(), self.show_progress()]
+            if mode == "http":
+                async with aiohttp.ClientSession() as session:
+                    senders = [self.send_over_http(session) for _ in range(self.concurrency)]
+                    await asyncio.gather(*watchers, *senders)
+            else:
+                senders = [self.send_onto_topic() for _ in range(self.concurrency)]
+                await asyncio.gather(*watchers, *senders)
+        finally:
+            await self.changelog.stop()
+            await self.producer.stop()
+        return self.sent, began, began + self.seconds
+
+    async def turn(self) -> bool:
+        """Wait for a free slot (and, paced, for the next send time); False once the
+        sending window has closed."""
+        try:
+            await asyncio.wait_for(
+                self.slots.acquire(), timeout=max(0.0, self.stop - time.monotonic())
+            )
         except TimeoutError:
             return False
-        if rate > 0:
-            slot = max(next_slot, time.monotonic())
-            next_slot = slot + 1.0 / rate
+        if self.rate > 0:
+            slot = max(self.next_slot, time.monotonic())
+            self.next_slot = slot + 1.0 / self.rate
             await asyncio.sleep(max(0.0, slot - time.monotonic()))
-        if time.monotonic() >= stop:
-            slots.release()
+        if time.monotonic() >= self.stop:
+            self.slots.release()
             return False
         return True
 
-    async def http_sender(session: aiohttp.ClientSession) -> None:
-        nonlocal sent
-        while await turn():
-            payer, payee = _parties(accounts)
+    async def send_over_http(self, session: aiohttp.ClientSession) -> None:
+        while await self.turn():
+            payer, payee = _parties(self.accounts)
             body = {"amount": 0.01, "from_account": payer, "to_account": payee}
-            async with session.post(url, json=body) as response:
+            async with session.post(self.url, json=body) as response:
                 body = await response.json()
             if response.status == 202:
-                mine.add(body["saga_id"])
-                sent += 1
+                self.in_flight.add(body["saga_id"])
+                self.sent += 1
             else:
-                slots.release()
+                self.slots.release()  # refused: no saga holds this slot
 
-    async def topic_sender() -> None:
-        nonlocal sent
-        while await turn():
+    async def send_onto_topic(self) -> None:
+        while await self.turn():
             saga_id = uuid.uuid4().hex[:16]
-            mine.add(saga_id)
+            self.in_flight.add(saga_id)
             request = TransferRequested(
-                saga_id, "transfer", 1, int(time.time() * 1000), *_parties(accounts)
+                saga_id, "transfer", 1, int(time.time() * 1000), *_parties(self.accounts)
             )
-            await producer.send_and_wait(
+            await self.producer.send_and_wait(
                 TRANSFER_REQUEST_TOPIC, encode(request), key=saga_id.encode()
             )
-            sent += 1
+            self.sent += 1
 
-    async def watch_completions() -> None:
+    async def watch_completions(self) -> None:
         # Past the window too, until the sagas still in flight have finished (bounded):
         # their CPU belongs to the run, and the HTTP listing is not polled meanwhile.
-        drained_by = stop + _DRAIN_S
-        while time.monotonic() < stop or (mine and time.monotonic() < drained_by):
-            batch = await changelog.getmany(timeout_ms=200)
+        drained_by = self.stop + _DRAIN_S
+        while time.monotonic() < self.stop or (self.in_flight and time.monotonic() < drained_by):
+            batch = await self.changelog.getmany(timeout_ms=200)
             for messages in batch.values():
                 for message in messages:
-                    saga = json.loads(message.value or b"null")
-                    if saga and saga["status"] in TERMINAL and saga["saga_id"] in mine:
-                        mine.discard(saga["saga_id"])
-                        slots.release()
+                    self.saw(json.loads(message.value or b"null"))
 
-    async def progress() -> None:
-        while time.monotonic() < stop:
+    def saw(self, saga: dict[str, Any] | None) -> None:
+        """A saga as the changelog shows it: one of ours ending frees its slot."""
+        if saga and saga["status"] in TERMINAL and saga["saga_id"] in self.in_flight:
+            self.in_flight.discard(saga["saga_id"])
+            self.slots.release()
+
+    async def show_progress(self) -> None:
+        while time.monotonic() < self.stop:
             await asyncio.sleep(1.0)
-            left = max(0.0, stop - time.monotonic())
-            print(f"\r  sending: {sent} sent, {left:4.0f}s left ", end="", file=sys.stderr)
+            left = max(0.0, self.stop - time.monotonic())
+            print(f"\r  sending: {self.sent} sent, {left:4.0f}s left ", end="", file=sys.stderr)
         print(file=sys.stderr)
 
-    await producer.start()
-    await changelog.start()
-    await changelog.seek_to_end()
-    began = time.time()
-    try:
-        workers = [watch_completions(), progress()]
-        if mode == "http":
-            async with aiohttp.ClientSession() as session:
-                senders = [http_sender(session) for _ in range(concurrency)]
-                await asyncio.gather(*workers, *senders)
-        else:
-            await asyncio.gather(*workers, *(topic_sender() for _ in range(concurrency)))
-    finally:
-        await changelog.stop()
-        await producer.stop()
-    return sent, began, began + seconds
+
+async def _send_sagas(
+    cluster: LocalCluster, mode: str, seconds: float, concurrency: int, rate: float, accounts: int
+) -> tuple[int, float, float]:
+    """Send transfers for ``seconds`` and wait for those in flight; return (sent, window
+    start, window end) in epoch seconds. The load is made here: its Kafka clients
+    belong to the running event loop."""
+    return await _SagaLoad(cluster, seconds, concurrency, rate, accounts).run(mode)
 
 
-def run_bench(
-    root: Path, mode: str, seconds: float, concurrency: int, rate: float, accounts: int = 0
-) -> BenchResult:
-    cluster = LocalCluster(
+def _bench_cluster(root: Path, accounts: int) -> LocalCluster:
+    """A cluster of the bench's own, failure injection off."""
+    return LocalCluster(
         root,
         {
             "SERVICE_A_FAILURE_RATE": "0",
@@ -275,34 +303,63 @@ def run_bench(
         # The seed's log lines cost a formatted record per step; the bench runs quieter.
         worker_args=("--loglevel", "warn"),
     )
-    result = BenchResult(
-        machine=f"{os.cpu_count()} cores, {sys.platform}",
-        mode=mode,
-        seconds=seconds,
-        concurrency=concurrency,
-        rate_target=rate,
-        accounts=accounts,
-    )
-    try:
-        cluster.start()
-        print("  measuring the ceiling...", file=sys.stderr)
-        result.ceiling_round_trips_per_s = asyncio.run(
-            _ceiling(cluster.kafka.bootstrap, min(seconds, 20.0), concurrency)
-        )
-        pids = {role: w.proc.pid if w.proc else None for role, w in cluster.workers.items()}
-        pids["kafka"] = cluster.kafka.pid
-        pids["load generator"] = os.getpid()  # this process: it shares the machine too
-        cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
-        result.sent, began, ended = asyncio.run(
-            _send_sagas(cluster, mode, seconds, concurrency, rate, accounts)
-        )
-        # Before the sagas are listed: reading every saga through the API is not the
-        # load being measured.
-        cpu_used = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
-        sagas = _wait_all_terminal(cluster, timeout=max(60.0, seconds * 3))
-    finally:
-        cluster.close()
 
+
+def _pids(cluster: LocalCluster) -> dict[str, int | None]:
+    """The processes whose CPU the bench counts: each worker, the broker, and this one
+    (the load generator shares the machine too)."""
+    pids = {role: w.proc.pid if w.proc else None for role, w in cluster.workers.items()}
+    pids["kafka"] = cluster.kafka.pid
+    pids["load generator"] = os.getpid()
+    return pids
+
+
+@dataclass
+class _Measured:
+    sagas: list[dict[str, Any]]
+    began: float  # the sending window, in epoch seconds
+    ended: float
+    cpu_used: dict[str, float]  # process -> CPU seconds during the window and the drain
+
+
+def _measure(cluster: LocalCluster, result: BenchResult) -> _Measured:
+    """The ceiling, then the sagas (filling ``result``'s ceiling and ``sent``)."""
+    cluster.start()
+    print("  measuring the ceiling...", file=sys.stderr)
+    result.ceiling_round_trips_per_s = asyncio.run(
+        _ceiling(cluster.kafka.bootstrap, min(result.seconds, 20.0), result.concurrency)
+    )
+    pids = _pids(cluster)
+    cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    result.sent, began, ended = asyncio.run(
+        _send_sagas(
+            cluster,
+            result.mode,
+            result.seconds,
+            result.concurrency,
+            result.rate_target,
+            result.accounts,
+        )
+    )
+    # Before the sagas are listed: reading every saga through the API is not the load
+    # being measured.
+    cpu_used = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+    sagas = _wait_for_the_rest(cluster, timeout=max(60.0, result.seconds * 3))
+    return _Measured(sagas, began, ended, cpu_used)
+
+
+def _wait_for_the_rest(cluster: LocalCluster, timeout: float) -> list[dict[str, Any]]:
+    """Every saga, once all have ended; those still in flight after ``timeout`` are
+    reported and left out of the figures (only COMPLETED ones count)."""
+    ending = wait_until_ended(cluster.all_sagas, every_listed=True, timeout=timeout, interval=1.0)
+    if not ending.ended:
+        print(f"  warning: not every saga ended: {ending.pending()}", file=sys.stderr)
+    return ending.sagas
+
+
+def _figures(result: BenchResult, measured: _Measured) -> None:
+    """Completions in the window, latencies, CPU per saga, statuses, share of the ceiling."""
+    sagas, began, ended = measured.sagas, measured.began, measured.ended
     completed = [s for s in sagas if s["status"] == "COMPLETED"]
     in_window = [s for s in completed if began <= epoch_seconds(s["updated_at"]) <= ended]
     latencies = [
@@ -316,12 +373,33 @@ def run_bench(
         "p99": _percentile(latencies, 0.99),
         "max": max(latencies, default=0.0),
     }
-    result.cpu_s_per_saga = {name: used / max(1, len(completed)) for name, used in cpu_used.items()}
+    result.cpu_s_per_saga = {
+        name: used / max(1, len(completed)) for name, used in measured.cpu_used.items()
+    }
     result.statuses = {
         status: sum(1 for s in sagas if s["status"] == status) for status in sorted(TERMINAL)
     }
     if result.ceiling_round_trips_per_s:
         result.ratio_to_ceiling = result.completed_per_s / result.ceiling_round_trips_per_s
+
+
+def run_bench(
+    root: Path, mode: str, seconds: float, concurrency: int, rate: float, accounts: int = 0
+) -> BenchResult:
+    result = BenchResult(
+        machine=f"{os.cpu_count()} cores, {sys.platform}",
+        mode=mode,
+        seconds=seconds,
+        concurrency=concurrency,
+        rate_target=rate,
+        accounts=accounts,
+    )
+    cluster = _bench_cluster(root, accounts)
+    try:
+        measured = _measure(cluster, result)
+    finally:
+        cluster.close()
+    _figures(result, measured)
     return result
 
 
@@ -360,15 +438,6 @@ def run_suite(out: Path, seconds: float, concurrency: int, accounts: int) -> str
     table = "\n".join([header, *rows]) + "\n"
     (out / "summary.md").write_text(table)
     return table
-
-
-def _wait_all_terminal(cluster: LocalCluster, timeout: float) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        sagas = cluster.all_sagas()
-        if all(s["status"] in TERMINAL for s in sagas) or time.monotonic() > deadline:
-            return sagas
-        time.sleep(1.0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,18 +40,20 @@ from aiokafka.admin import AIOKafkaAdminClient
 from saga_streams.app import (
     REPLY_TOPIC,
     TRANSFER_REQUEST_TOPIC,
-    command_topic_names,
     consumed_topics,
 )
 from saga_streams.config import load_settings
 from saga_streams.connection import KafkaAccess
 from saga_streams.local.cluster import LocalCluster
+from saga_streams.local.ending import Ending, wait_until_ended
 from saga_streams.roles import ROLES
-from saga_streams.saga.state import TERMINAL, epoch_seconds
+from saga_streams.saga.state import STATUSES, TERMINAL, epoch_seconds
+from saga_streams.workflows import WORKFLOWS
 
 __all__ = ["ChaosPlan", "ChaosResult", "main", "run_chaos"]
 
-_RANK = {"STARTED": 0, "COMPENSATING": 1, "COMPLETED": 2, "ROLLED_BACK": 2, "FAILED": 2}
+#: How far along each status is: a saga seen at one rank must never be seen at a lower one.
+_RANK = {status: 2 if status in TERMINAL else rank for rank, status in enumerate(STATUSES)}
 
 
 @dataclass(frozen=True)
@@ -276,37 +278,40 @@ class _Run:
                 continue
 
     def quiesce(self, timeout: float) -> list[dict[str, Any]]:
-        """Wait until no saga is in flight and every consumer group has caught up."""
-        end = time.monotonic() + min(timeout, max(1.0, self.time_left()))
-        sagas: list[dict[str, Any]] = []
-        while time.monotonic() < end:
-            self.supervise()
-            try:
-                sagas = self.cluster.all_sagas()
-            except OSError:
-                time.sleep(1.0)
-                continue
-            self.observe(sagas)
-            known = {s["saga_id"] for s in sagas}
-            settled = all(s["status"] in TERMINAL for s in sagas) and known >= set(
-                self.result.accepted
-            )
-            if settled and asyncio.run(_groups_caught_up(self.access)):
-                return sagas
-            time.sleep(1.0)
-        in_flight = [s["saga_id"] for s in sagas if s["status"] not in TERMINAL]
-        missing = set(self.result.accepted) - {s["saga_id"] for s in sagas}
-        if missing:
-            on_topic = asyncio.run(_requests_on_topic(self.access, missing))
+        """Wait until no saga is in flight, every accepted one is known to the
+        orchestrator, and every consumer group has caught up; a violation if not."""
+        ending = wait_until_ended(
+            self.poll_sagas,
+            self.result.accepted,
+            every_listed=True,
+            timeout=min(timeout, max(1.0, self.time_left())),
+            interval=1.0,
+            settled=lambda: asyncio.run(_groups_caught_up(self.access)),
+        )
+        if not ending.ended:
+            self.not_quiet(ending, timeout)
+        return ending.sagas
+
+    def poll_sagas(self) -> list[dict[str, Any]]:
+        """One poll while waiting: workers that died are started again, and every status
+        read is checked for going backwards (invariant 6)."""
+        self.supervise()
+        sagas = self.cluster.all_sagas()
+        self.observe(sagas)
+        return sagas
+
+    def not_quiet(self, ending: Ending, timeout: float) -> None:
+        if ending.unknown:
+            on_topic = asyncio.run(_requests_on_topic(self.access, set(ending.unknown)))
             self.result.violations.append(
-                f"{len(missing)} accepted sagas unknown to the orchestrator; "
+                f"{len(ending.unknown)} accepted sagas unknown to the orchestrator; "
                 f"{len(on_topic)} of them are on the request topic"
             )
         self.result.violations.append(
-            f"termination: after {timeout:.0f}s, {len(in_flight)} sagas in flight "
-            f"({in_flight[:3]}), {len(missing)} accepted sagas unknown ({sorted(missing)[:3]})"
+            f"termination: after {timeout:.0f}s, {len(ending.in_flight)} sagas in flight "
+            f"({ending.in_flight[:3]}), {len(ending.unknown)} accepted sagas unknown "
+            f"({ending.unknown[:3]})"
         )
-        return sagas
 
     def check(self, sagas: list[dict[str, Any]]) -> dict[str, int]:
         report = self.cluster.audit(stuck_after_s=float("inf"))
@@ -379,7 +384,7 @@ async def _groups_caught_up(access: KafkaAccess) -> bool:
         await admin.start()
         await consumer.start()
         await consumer.topics()  # fetch the cluster's metadata: partitions of every topic
-        for role, topics in consumed_topics().items():
+        for role, topics in consumed_topics(WORKFLOWS).items():
             committed = await admin.list_consumer_group_offsets(ROLES[role].app_id)
             tps = [
                 TopicPartition(topic, partition)
@@ -424,7 +429,7 @@ async def _replay(access: KafkaAccess, count: int, rng: random.Random) -> tuple[
     """Produce again a random sample of messages already on the command and reply topics,
     every other one onto a partition other than the one its key belongs to (the agents
     forward those to it); return how many, and how many astray."""
-    topics = [*command_topic_names(), REPLY_TOPIC]
+    topics = [*WORKFLOWS.topics, REPLY_TOPIC]
     consumer = AIOKafkaConsumer(
         *topics, group_id=None, auto_offset_reset="earliest", **access.client_kwargs()
     )

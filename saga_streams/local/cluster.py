@@ -11,19 +11,20 @@ settings to reach it (:meth:`LocalKafka.client_env`).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from saga_streams.audit import AuditReport, audit_api, read_sagas
 from saga_streams.config import load_settings
+from saga_streams.http_client import http_json
+from saga_streams.local.ending import wait_until_ended
 from saga_streams.local.kafka import LocalKafka
 from saga_streams.local.ports import free_ports
-from saga_streams.local.workers import WorkerProcess, http_json
+from saga_streams.local.workers import WorkerProcess
 from saga_streams.money import cents
 from saga_streams.roles import ROLES
-from saga_streams.saga.state import TERMINAL
+from saga_streams.workflows import WORKFLOWS
 
 __all__ = ["LocalCluster"]
 
@@ -150,31 +151,17 @@ class LocalCluster:
     def wait_terminal(
         self, saga_ids: Iterable[str], timeout: float = 90.0
     ) -> dict[str, dict[str, Any]]:
-        """Wait until every saga has a terminal status (invariant 4); return them by id."""
-        pending = set(saga_ids)
-        found: dict[str, dict[str, Any]] = {}
-        deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            try:
-                listed = self.all_sagas()
-            except OSError:  # the orchestrator is restarting
-                listed = []
-            for saga in listed:
-                if saga["saga_id"] in pending and saga["status"] in TERMINAL:
-                    found[saga["saga_id"]] = saga
-                    pending.discard(saga["saga_id"])
-            if pending:
-                time.sleep(0.3)
-        if pending:
-            raise AssertionError(
-                f"{len(pending)} sagas not terminal after {timeout}s: {sorted(pending)[:5]}"
-            )
-        return found
+        """Wait until every saga has a terminal status (invariant 4); return them by id.
+        Raises :class:`~saga_streams.local.ending.SagasStillRunning` (an AssertionError)
+        naming those still pending after ``timeout`` seconds."""
+        awaited = set(saga_ids)
+        ending = wait_until_ended(self.all_sagas, awaited, timeout=timeout).raise_unless_ended()
+        return {saga_id: saga for saga_id, saga in ending.by_id().items() if saga_id in awaited}
 
     def audit(self, stuck_after_s: float = 3600.0) -> AuditReport:
         """The invariants, checked as ``python -m saga_streams audit`` checks them."""
         urls = {role: self.url(role) for role in ROLES}
-        return audit_api(urls, load_settings(self.worker_env()), stuck_after_s)
+        return audit_api(urls, load_settings(self.worker_env()), stuck_after_s, WORKFLOWS)
 
     def assert_invariants(self) -> AuditReport:
         report = self.audit()

@@ -122,41 +122,7 @@ def ensure_jars(version: str = KAFKA_VERSION) -> Path:
             return target
         tmp = Path(tempfile.mkdtemp(prefix=".libs-", dir=target.parent))
         try:
-            cmd = [
-                mvn,
-                "-B",  # batch mode: no progress bars, no prompts
-                "-q",
-                "-f",
-                str(pom),
-                "dependency:copy-dependencies",
-                f"-DoutputDirectory={tmp}",
-                "-DincludeScope=runtime",
-                # A -D user property overrides the pom's <kafka.version> property.
-                f"-Dkafka.version={version}",
-            ]
-            try:
-                result = subprocess.run(
-                    cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                    timeout=_MVN_TIMEOUT_S,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise LocalKafkaError(
-                    f"mvn did not finish fetching Kafka {version} jars within {_MVN_TIMEOUT_S:.0f}s"
-                ) from exc
-            if result.returncode != 0:
-                raise LocalKafkaError(
-                    f"mvn failed (exit {result.returncode}) fetching Kafka {version} jars: "
-                    f"{_mvn_error_summary(result.stdout)}"
-                )
-            if not (tmp / f"kafka_2.13-{version}.jar").is_file():
-                raise LocalKafkaError(
-                    f"mvn succeeded but kafka_2.13-{version}.jar is missing from {tmp}"
-                )
+            _fetch_into(mvn, pom, version, tmp)
             (tmp / _MARKER).write_text(fingerprint)
             if target.exists():  # stale or incomplete (no marker): replace it
                 shutil.rmtree(target)
@@ -165,3 +131,41 @@ def ensure_jars(version: str = KAFKA_VERSION) -> Path:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _fetch_into(mvn: str, pom: Path, version: str, into: Path) -> None:
+    """``mvn dependency:copy-dependencies`` of the pom into ``into``; LocalKafkaError
+    (with mvn's own reason) if it fails, times out or leaves out Kafka's jar."""
+    cmd = [
+        mvn,
+        "-B",  # batch mode: no progress bars, no prompts
+        "-q",
+        "-f",
+        str(pom),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={into}",
+        "-DincludeScope=runtime",
+        # A -D user property overrides the pom's <kafka.version> property.
+        f"-Dkafka.version={version}",
+    ]
+    try:
+        result = subprocess.run(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=_MVN_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise LocalKafkaError(
+            f"mvn did not finish fetching Kafka {version} jars within {_MVN_TIMEOUT_S:.0f}s"
+        ) from exc
+    if result.returncode != 0:
+        raise LocalKafkaError(
+            f"mvn failed (exit {result.returncode}) fetching Kafka {version} jars: "
+            f"{_mvn_error_summary(result.stdout)}"
+        )
+    if not (into / f"kafka_2.13-{version}.jar").is_file():
+        raise LocalKafkaError(f"mvn succeeded but kafka_2.13-{version}.jar is missing from {into}")

@@ -96,6 +96,30 @@ def _replication(brokers: int) -> tuple[int, int]:
     return factor, 2 if factor >= 3 else 1
 
 
+def _node_ports(
+    brokers: int,
+    port: int,
+    controller_port: int | None,
+    ports: Sequence[int] | None,
+    controller_ports: Sequence[int] | None,
+) -> tuple[list[int], list[int]]:
+    """(client ports, controller ports), one each per node: those given, else counted up
+    from ``port`` and ``controller_port``; a controller port defaults to ``port+1`` for
+    one node and ``port+10000`` for several. ValueError if they do not fit."""
+    if ports is None:
+        ports = [port + i for i in range(brokers)]
+    if controller_ports is None:
+        if controller_port is None:
+            controller_port = port + 1 if brokers == 1 else port + _CONTROLLER_OFFSET
+        controller_ports = [controller_port + i for i in range(brokers)]
+    ports, controller_ports = list(ports), list(controller_ports)
+    if len(ports) != brokers or len(controller_ports) != brokers:
+        raise ValueError(f"give {brokers} ports and {brokers} controller ports")
+    if len(set(ports + controller_ports)) != 2 * brokers:
+        raise ValueError(f"ports {ports} and controller ports {controller_ports} overlap")
+    return ports, controller_ports
+
+
 class LocalKafka:
     """A KRaft cluster of ``brokers`` combined broker + controller nodes on 127.0.0.1.
 
@@ -134,17 +158,9 @@ class LocalKafka:
         """
         if not 1 <= brokers <= MAX_BROKERS:
             raise ValueError(f"brokers={brokers}: use 1 to {MAX_BROKERS}")
-        if ports is None:
-            ports = [port + i for i in range(brokers)]
-        if controller_ports is None:
-            if controller_port is None:
-                controller_port = port + 1 if brokers == 1 else port + _CONTROLLER_OFFSET
-            controller_ports = [controller_port + i for i in range(brokers)]
-        ports, controller_ports = list(ports), list(controller_ports)
-        if len(ports) != brokers or len(controller_ports) != brokers:
-            raise ValueError(f"give {brokers} ports and {brokers} controller ports")
-        if len(set(ports + controller_ports)) != 2 * brokers:
-            raise ValueError(f"ports {ports} and controller ports {controller_ports} overlap")
+        ports, controller_ports = _node_ports(
+            brokers, port, controller_port, ports, controller_ports
+        )
         if log_path is not None and brokers > 1:
             raise ValueError("log_path is for a single node; each node logs in its folder")
         self.data_dir = Path(data_dir).expanduser().resolve()
@@ -159,28 +175,42 @@ class LocalKafka:
         voters = ",".join(f"{i}@{HOST}:{c}" for i, c in enumerate(controller_ports, start=1))
         #: The nodes, ``node_id`` 1 to ``brokers``.
         self.nodes = [
-            KafkaNode(
-                self.data_dir if brokers == 1 else self.data_dir / f"node-{node_id}",
-                node_port,
-                node_controller_port,
-                node_id=node_id,
-                voters=voters,
-                cluster_id_path=self.cluster_id_path,
-                replication=self.replication_factor,
-                min_insync=self.min_insync_replicas,
-                secure=self.listener,
-                log_path=log_path,
-                heap=heap,
-                version=version,
-                config=config,
-                die_with_parent=die_with_parent,
-            )
-            for node_id, (node_port, node_controller_port) in enumerate(
+            self._node(node_id, ports_of_node, voters, log_path, config, die_with_parent)
+            for node_id, ports_of_node in enumerate(
                 zip(ports, controller_ports, strict=True), start=1
             )
         ]
         #: Seconds from start() to every broker serving, for the last successful start.
         self.last_start_seconds: float | None = None
+
+    def _node(
+        self,
+        node_id: int,
+        ports: tuple[int, int],
+        voters: str,
+        log_path: Path | None,
+        config: Mapping[str, str] | None,
+        die_with_parent: bool,
+    ) -> KafkaNode:
+        """Node ``node_id`` on ``ports`` (client, controller), in its own folder (the
+        cluster's, for a single node, as it always was) and the static quorum ``voters``."""
+        port, controller_port = ports
+        return KafkaNode(
+            self.data_dir if self.brokers == 1 else self.data_dir / f"node-{node_id}",
+            port,
+            controller_port,
+            node_id=node_id,
+            voters=voters,
+            cluster_id_path=self.cluster_id_path,
+            replication=self.replication_factor,
+            min_insync=self.min_insync_replicas,
+            secure=self.listener,
+            log_path=log_path,
+            heap=self.heap,
+            version=self.version,
+            config=config,
+            die_with_parent=die_with_parent,
+        )
 
     # -- properties ---------------------------------------------------------------------
 
@@ -498,8 +528,7 @@ def _watch(kafka: LocalKafka) -> NoReturn:
         time.sleep(0.5)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run a cluster in the foreground until SIGINT/SIGTERM; 0 on a clean stop, 1 on error."""
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m saga_streams kafka",
         description=(
@@ -519,31 +548,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--secure", action="store_true", help="SASL_SSL (SCRAM-SHA-512) client listener"
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def _cluster_from_args(args: argparse.Namespace) -> tuple[LocalKafka, Path | None]:
+    """The cluster the options and the environment describe, and the ``DATA_DIR`` its
+    workers should use when it is not the usual one (None otherwise)."""
+    brokers = broker_count(args.brokers)
+    port = args.port if args.port is not None else env_int("KAFKA_PORT", 9092)
+    default_controller = port + 1 if brokers == 1 else port + _CONTROLLER_OFFSET
+    controller_port = (
+        args.controller_port
+        if args.controller_port is not None
+        else env_int("KAFKA_CONTROLLER_PORT", default_controller)
+    )
+    base = Path(os.environ.get("DATA_DIR") or ".data")
+    root = default_data_root(base, brokers, args.secure)
+    data_dir = args.data_dir if args.data_dir is not None else root / "kafka"
+    kafka = LocalKafka(
+        data_dir,
+        port=port,
+        controller_port=controller_port,
+        brokers=brokers,
+        secure=args.secure,
+    )
+    return kafka, root if args.data_dir is None and root != base else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a cluster in the foreground until SIGINT/SIGTERM; 0 on a clean stop, 1 on error."""
+    args = _parse_args(argv)
     kafka: LocalKafka | None = None
     previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        brokers = broker_count(args.brokers)
-        port = args.port if args.port is not None else env_int("KAFKA_PORT", 9092)
-        default_controller = port + 1 if brokers == 1 else port + _CONTROLLER_OFFSET
-        controller_port = (
-            args.controller_port
-            if args.controller_port is not None
-            else env_int("KAFKA_CONTROLLER_PORT", default_controller)
-        )
-        base = Path(os.environ.get("DATA_DIR") or ".data")
-        root = default_data_root(base, brokers, args.secure)
-        data_dir = args.data_dir if args.data_dir is not None else root / "kafka"
-        kafka = LocalKafka(
-            data_dir,
-            port=port,
-            controller_port=controller_port,
-            brokers=brokers,
-            secure=args.secure,
-        )
+        kafka, workers_root = _cluster_from_args(args)
         kafka.start()  # fetches the jars first if they are not cached yet
-        print(ready_message(kafka, root if args.data_dir is None and root != base else None))
+        print(ready_message(kafka, workers_root))
         sys.stdout.flush()
         _watch(kafka)
     except _StopRequested:

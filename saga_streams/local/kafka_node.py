@@ -81,6 +81,11 @@ def _write_properties(path: Path, props: Mapping[str, str], private: bool = Fals
     os.replace(tmp, path)
 
 
+def _absolute(path: Path | None, default: Path) -> Path:
+    """``path`` made absolute (``~`` expanded), or ``default`` if none was given."""
+    return Path(path).expanduser().resolve() if path is not None else default
+
+
 # Nodes still running when the interpreter exits normally (or on an uncaught exception /
 # Ctrl-C) are stopped; see _stop_leftovers at the bottom of the module.
 _RUNNING: weakref.WeakSet[KafkaNode] = weakref.WeakSet()
@@ -133,21 +138,13 @@ class KafkaNode:
         self.heap = heap
         self.version = version
         self.logs_dir = self.data_dir / "logs"
-        self.log_path = (
-            Path(log_path).expanduser().resolve()
-            if log_path is not None
-            else self.logs_dir / "console.log"
-        )
+        self.log_path = _absolute(log_path, default=self.logs_dir / "console.log")
         self.server_log = self.logs_dir / "server.log"
         self.properties_path = self.data_dir / "server.properties"
         self.kraft_dir = self.data_dir / "kraft"
         #: Written after a format that added the SCRAM user (secure mode).
         self.scram_marker = self.data_dir / "scram-user"
-        self.cluster_id_path = (
-            Path(cluster_id_path).expanduser().resolve()
-            if cluster_id_path is not None
-            else self.data_dir / "cluster.id"
-        )
+        self.cluster_id_path = _absolute(cluster_id_path, default=self.data_dir / "cluster.id")
         #: Seconds from start() to ready for the last successful start.
         self.last_start_seconds: float | None = None
         self._config = dict(config or {})

@@ -194,72 +194,77 @@ def _write_secret(path: Path, value: str) -> None:
         path.chmod(0o600)
 
 
-def _make_material(keytool: str, into: Path, username: str) -> None:
-    """The CA, the broker's key and certificate signed by it, and both passwords."""
-    store_password = secrets.token_hex(16)
-    _write_secret(into / "store.password", store_password)
-    _write_secret(into / f"{username}.password", secrets.token_hex(16))
-    store = ("-storetype", "PKCS12", "-storepass", store_password)
+class _Keytool:
+    """keytool calls in one folder, on PKCS12 stores that share one password."""
 
-    def keytool_run(*args: str) -> None:
+    def __init__(self, keytool: str, into: Path, store_password: str) -> None:
+        self.keytool = keytool
+        self.into = into
+        self.store = ("-storetype", "PKCS12", "-storepass", store_password)
+
+    def run(self, *args: str) -> None:
         run_tool(
-            [keytool, *_KEYTOOL_JVM, *args],
+            [self.keytool, *_KEYTOOL_JVM, *args, *self.store],
             f"keytool {args[0]}",
             _KEYTOOL_TIMEOUT_S,
-            cwd=into,
+            cwd=self.into,
         )
 
-    def in_parallel(*calls: Sequence[str]) -> None:
+    def in_parallel(self, *calls: Sequence[str]) -> None:
         # Each keytool call is a JVM start: two at once use both cores of a small machine.
         with ThreadPoolExecutor(len(calls)) as pool:
-            for future in [pool.submit(keytool_run, *call) for call in calls]:
+            for future in [pool.submit(self.run, *call) for call in calls]:
                 future.result()
 
-    new_key = ("-genkeypair", "-keyalg", "EC", "-groupname", "secp256r1")
-    in_parallel(
-        [
-            *new_key,
-            "-alias",
-            "ca",
-            "-dname",
-            "CN=saga-streams local CA",
-            "-ext",
-            "bc:c",
-            "-ext",
-            "ku:c=keyCertSign,cRLSign",
-            "-validity",
-            _VALIDITY_DAYS,
-            "-keystore",
-            "ca.p12",
-            *store,
-        ],
-        [
-            *new_key,
-            "-alias",
-            "broker",
-            "-dname",
-            "CN=localhost",
-            "-ext",
-            _SAN,
-            "-validity",
-            _VALIDITY_DAYS,
-            "-keystore",
-            "broker.p12",
-            *store,
-        ],
-    )
-    in_parallel(
-        ["-exportcert", "-rfc", "-alias", "ca", "-keystore", "ca.p12", "-file", "ca.pem", *store],
-        ["-certreq", "-alias", "broker", "-keystore", "broker.p12", "-file", "broker.csr", *store],
-    )
-    keytool_run(
+
+_NEW_KEY: Final = ("-genkeypair", "-keyalg", "EC", "-groupname", "secp256r1")
+
+
+def _new_ca() -> list[str]:
+    """The CA's key pair and self-signed certificate, allowed to sign others."""
+    return [
+        *_NEW_KEY,
+        "-alias",
+        "ca",
+        "-dname",
+        "CN=saga-streams local CA",
+        "-ext",
+        "bc:c",
+        "-ext",
+        "ku:c=keyCertSign,cRLSign",
+        "-validity",
+        _VALIDITY_DAYS,
+        "-keystore",
+        "ca.p12",
+    ]
+
+
+def _new_broker_key() -> list[str]:
+    """The brokers' key pair, with a self-signed certificate until the CA signs one."""
+    return [
+        *_NEW_KEY,
+        "-alias",
+        "broker",
+        "-dname",
+        "CN=localhost",
+        "-ext",
+        _SAN,
+        "-validity",
+        _VALIDITY_DAYS,
+        "-keystore",
+        "broker.p12",
+    ]
+
+
+def _sign_broker_request() -> list[str]:
+    """The CA signs the broker's request: a server (and client) certificate for _SAN."""
+    return [
         "-gencert",
         "-rfc",
         "-alias",
         "ca",
         "-keystore",
         "ca.p12",
-        *store,
         "-infile",
         "broker.csr",
         "-outfile",
@@ -272,11 +277,25 @@ def _make_material(keytool: str, into: Path, username: str) -> None:
         "ku:c=digitalSignature",
         "-ext",
         "eku=serverAuth,clientAuth",
+    ]
+
+
+def _make_material(keytool: str, into: Path, username: str) -> None:
+    """The CA, the broker's key and certificate signed by it, and both passwords."""
+    store_password = secrets.token_hex(16)
+    _write_secret(into / "store.password", store_password)
+    _write_secret(into / f"{username}.password", secrets.token_hex(16))
+    tool = _Keytool(keytool, into, store_password)
+    tool.in_parallel(_new_ca(), _new_broker_key())
+    tool.in_parallel(
+        ["-exportcert", "-rfc", "-alias", "ca", "-keystore", "ca.p12", "-file", "ca.pem"],
+        ["-certreq", "-alias", "broker", "-keystore", "broker.p12", "-file", "broker.csr"],
     )
+    tool.run(*_sign_broker_request())
     # The signed certificate and the CA's, as the chain replacing the self-signed one.
     chain = into / "chain.pem"
     chain.write_text((into / "broker.pem").read_text() + (into / "ca.pem").read_text())
-    keytool_run(
+    tool.run(
         "-importcert",
         "-noprompt",
         "-alias",
@@ -285,7 +304,6 @@ def _make_material(keytool: str, into: Path, username: str) -> None:
         "broker.p12",
         "-file",
         "chain.pem",
-        *store,
     )
     for leftover in ("broker.csr", "broker.pem", "chain.pem"):
         (into / leftover).unlink()

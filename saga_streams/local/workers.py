@@ -7,47 +7,22 @@ system the same way a person would: ``python -m saga_streams worker ROLE --web-p
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["WorkerError", "WorkerProcess", "http_json"]
+from saga_streams.http_client import http_json
+
+__all__ = ["WorkerError", "WorkerProcess"]
 
 
 class WorkerError(RuntimeError):
     """A worker exited, or did not become ready in time."""
-
-
-def http_json(
-    method: str,
-    url: str,
-    body: Any = None,
-    timeout: float = 10.0,
-    raw: bytes | None = None,
-    content_type: str = "application/json",
-) -> tuple[int, Any]:
-    """A small HTTP client for the workers' JSON API: (status, decoded body)."""
-    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", content_type)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        payload = exc.read()
-        try:
-            return exc.code, json.loads(payload or b"null")
-        except ValueError:
-            return exc.code, payload.decode(errors="replace")
 
 
 class WorkerProcess:

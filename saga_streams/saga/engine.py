@@ -43,6 +43,7 @@ from saga_streams.messages import (
     TimeoutElapsed,
     TransferRequested,
 )
+from saga_streams.saga.dsl import Workflow
 from saga_streams.saga.events import (
     CompensationDispatched,
     CompensationRefused,
@@ -62,7 +63,6 @@ from saga_streams.saga.events import (
 )
 from saga_streams.saga.policy import RetryPolicy
 from saga_streams.saga.state import Saga, StepState
-from saga_streams.saga.workflow import WORKFLOWS, Workflow
 
 __all__ = [
     "Decision",
@@ -291,13 +291,6 @@ def _after_action(ctx: _Context, saga: Saga, reply: Reply) -> Decision:
 
     error = reply.error or "unknown error"
     failed = Decision(saga, events=(StepFailed(saga.saga_id, number, total, label, error),))
-    if reply.uncertain:
-        # The participant cannot say whether an earlier send ran: undo it to be sure,
-        # exactly as after a timeout.
-        saga = saga.with_step(number, error=error)
-        if not ctx.workflow.step(number).compensation:
-            saga = saga.with_step(number, outcome="FAILED")
-        return _then(failed, _start_rollback(ctx, saga, number, undo_failed=True))
     saga = saga.with_step(number, outcome="FAILED", error=error)
     return _then(failed, _start_rollback(ctx, saga, number, undo_failed=False))
 
@@ -373,6 +366,16 @@ def _on_timeout(ctx: _Context, saga: Saga, timeout: TimeoutElapsed) -> Decision:
     return _then(timed_out, _start_rollback(ctx, saga, number, undo_failed=True))
 
 
+def _on_request(saga: Saga | None, request: TransferRequested, ctx: _Context) -> Decision:
+    """A request starts its saga; a redelivered one sends the awaited command again."""
+    if saga is None:
+        return _start(ctx, request)
+    if saga.is_terminal:
+        why = "request redelivered; saga already ended"
+        return Decision(saga, events=(MessageIgnored(saga.saga_id, why),))
+    return _resend_awaited(ctx, saga, "request redelivered")
+
+
 def _refuse(
     saga: Saga | None, refused: RequestRefused, workflows: Mapping[str, Workflow], now: int
 ) -> Decision:
@@ -399,11 +402,23 @@ def _refuse(
     return Decision(saga, events=(SagaRefused(saga.saga_id, refused.reason),))
 
 
+def _nothing_to_move(saga: Saga | None, message: Reply | TimeoutElapsed) -> Decision:
+    """A reply or timeout for a saga that is unknown or has ended: nothing moves (a
+    stale timeout is not even worth a log line)."""
+    if isinstance(message, TimeoutElapsed):
+        return Decision(saga)
+    if saga is None:
+        why = f"reply {message.command_id} for an unknown saga"
+    else:
+        why = f"late reply {message.command_id} ({message.status}); saga already {saga.status}"
+    return Decision(saga, events=(MessageIgnored(message.saga_id, why),))
+
+
 def decide(
     saga: Saga | None,
     message: SagaInput,
     now: int,
-    workflows: Mapping[str, Workflow] = WORKFLOWS,
+    workflows: Mapping[str, Workflow],
     policy: RetryPolicy = DEFAULT_POLICY,
 ) -> Decision:
     """Decide the next move of one saga. Pure: same inputs, same decision."""
@@ -414,24 +429,10 @@ def decide(
         if workflow is None:
             why = f"unknown workflow {message.workflow!r}"
             return Decision(saga, events=(MessageIgnored(message.saga_id, why),))
-        ctx = _Context(workflow, now, policy)
-        if saga is None:
-            return _start(ctx, message)
-        if saga.is_terminal:
-            why = "request redelivered; saga already ended"
-            return Decision(saga, events=(MessageIgnored(saga.saga_id, why),))
-        return _resend_awaited(ctx, saga, "request redelivered")
+        return _on_request(saga, message, _Context(workflow, now, policy))
 
-    if saga is None:
-        if isinstance(message, TimeoutElapsed):
-            return Decision(None)
-        why = f"reply {message.command_id} for an unknown saga"
-        return Decision(None, events=(MessageIgnored(message.saga_id, why),))
-    if saga.is_terminal:
-        if isinstance(message, TimeoutElapsed):
-            return Decision(saga)
-        why = f"late reply {message.command_id} ({message.status}); saga already {saga.status}"
-        return Decision(saga, events=(MessageIgnored(saga.saga_id, why),))
+    if saga is None or saga.is_terminal:
+        return _nothing_to_move(saga, message)
     ctx = _Context(workflows[saga.workflow], now, policy)
     if isinstance(message, TimeoutElapsed):
         return _on_timeout(ctx, saga, message)

@@ -6,14 +6,16 @@ module turns them into frozen dataclasses and back.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 if TYPE_CHECKING:
-    from saga_streams.saga.workflow import Step
+    from saga_streams.saga.dsl import Step
 
 __all__ = [
+    "STATUSES",
     "TERMINAL",
     "Saga",
     "SagaStatus",
@@ -21,11 +23,17 @@ __all__ = [
     "StepState",
     "epoch_seconds",
     "iso_ms",
+    "now_ms",
 ]
 
-SagaStatus = Literal["STARTED", "COMPENSATING", "COMPLETED", "ROLLED_BACK", "FAILED"]
-#: A saga in one of these never moves again (invariant 6: monotonic state).
-TERMINAL: frozenset[str] = frozenset({"COMPLETED", "ROLLED_BACK", "FAILED"})
+#: A saga in flight, then in one of the terminal statuses, which it never leaves
+#: (invariant 6: monotonic state).
+InFlightStatus = Literal["STARTED", "COMPENSATING"]
+TerminalStatus = Literal["COMPLETED", "ROLLED_BACK", "FAILED"]
+SagaStatus = InFlightStatus | TerminalStatus
+#: Every status, in the order a saga can pass through them.
+STATUSES: tuple[str, ...] = (*get_args(InFlightStatus), *get_args(TerminalStatus))
+TERMINAL: frozenset[str] = frozenset(get_args(TerminalStatus))
 
 StepOutcome = Literal[
     "NOT_STARTED", "PENDING", "SUCCEEDED", "FAILED", "COMPENSATING", "COMPENSATED"
@@ -56,9 +64,9 @@ class StepState:
         return cls(
             outcome=data["outcome"],
             error=data["error"],
-            attempts=data.get("attempts", 0),
-            compensation_attempts=data.get("compensation_attempts", 0),
-            issued_at=data.get("issued_at"),
+            attempts=data["attempts"],
+            compensation_attempts=data["compensation_attempts"],
+            issued_at=data["issued_at"],
         )
 
 
@@ -67,6 +75,10 @@ class Saga:
     saga_id: str
     workflow: str
     amount_cents: int
+    #: The transfer's two parties: the steps on FROM_ACCOUNT and TO_ACCOUNT move money
+    #: on these.
+    from_account: str
+    to_account: str
     status: SagaStatus
     steps: tuple[StepState, ...]
     created_at: int  # epoch milliseconds
@@ -77,10 +89,6 @@ class Saga:
     #: When the awaited reply is overdue: the command is then sent again, or given up on.
     #: None once the saga has ended.
     deadline: int | None = None
-    #: The transfer's two parties (the steps on FROM_ACCOUNT and TO_ACCOUNT move money
-    #: on these); the seed's A and B for sagas stored before accounts were chosen.
-    from_account: str = "A"
-    to_account: str = "B"
     #: The command whose reply made the latest move. A redelivery of that same reply
     #: means the commands it caused may never have been sent (the worker died between
     #: writing this state and producing them), so the engine sends them again.
@@ -132,13 +140,18 @@ class Saga:
             steps=tuple(StepState.from_dict(s) for s in data["steps"]),
             created_at=data["created_at"],
             updated_at=data["updated_at"],
-            failed_step=data.get("failed_step"),
-            deadline=data.get("deadline"),
-            last_move=data.get("last_move"),
-            from_account=data.get("from_account", "A"),
-            to_account=data.get("to_account", "B"),
-            error=data.get("error"),
+            failed_step=data["failed_step"],
+            deadline=data["deadline"],
+            last_move=data["last_move"],
+            from_account=data["from_account"],
+            to_account=data["to_account"],
+            error=data["error"],
         )
+
+
+def now_ms() -> int:
+    """The time now, as the tables and messages store it: epoch milliseconds."""
+    return int(time.time() * 1000)
 
 
 def iso_ms(epoch_ms: int) -> str:

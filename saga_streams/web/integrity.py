@@ -20,13 +20,19 @@ import faust
 from faust.web import Request, Response, View
 
 from saga_streams.tables.durable import DurableTable
-from saga_streams.web.routing import Unavailable, gather_from_peers, is_forwarded, unavailable
+from saga_streams.web.routing import (
+    Peers,
+    Unavailable,
+    gather_from_peers,
+    is_forwarded,
+    unavailable,
+)
 
 __all__ = ["register_integrity_view"]
 
 
 def register_integrity_view(
-    app: faust.App, table: DurableTable, home_of: Callable[[str], str] = str
+    app: faust.App, table: DurableTable, peers: Peers, home_of: Callable[[str], str] = str
 ) -> None:
     """``home_of``: the key whose partition a table key belongs in (itself by default)."""
 
@@ -44,7 +50,7 @@ def register_integrity_view(
             if request.query:
                 return self.json({"error": "GET /integrity takes no parameters"}, status=400)
             try:
-                shares = await gather_from_peers(self, request, table, local)
+                shares = await gather_from_peers(request, peers, table, local)
             except Unavailable as exc:
                 return unavailable(self, str(exc))
             if is_forwarded(request):

@@ -26,13 +26,12 @@ from saga_streams.web.health import tables_ready
 
 __all__ = [
     "LOCAL_HEADER",
+    "Alone",
+    "Peers",
     "Unavailable",
     "answer_for_key",
     "gather_from_peers",
     "is_forwarded",
-    "owner_url",
-    "peer_urls",
-    "serving",
     "unavailable",
 ]
 
@@ -53,8 +52,55 @@ def _ident(url: URL | str) -> tuple[str, int]:
     return (url.host or "", url.port or 80)
 
 
-def _is_self(app: AppT, url: URL | str) -> bool:
-    return _ident(url) == _ident(app.conf.canonical_url)
+class Peers:
+    """The workers of this worker's role, as Faust's assignment shows them: who holds
+    which partition of a table, and at which web address."""
+
+    def __init__(self, app: AppT) -> None:
+        self.app = app
+
+    def is_self(self, url: URL) -> bool:
+        return _ident(url) == _ident(self.app.conf.canonical_url)
+
+    def serving(self) -> bool:
+        """Whether this worker's tables can be read: not rebalancing, nothing to recover."""
+        return not self.app.rebalancing and tables_ready(self.app)
+
+    def holds(self, table: DurableTable, key: str) -> bool:
+        """Whether this worker holds ``key``'s partition as an active one."""
+        return table.partition_of(key) in self.app.assignor.assigned_actives()
+
+    def owner_url(self, table: DurableTable, key: str) -> URL:
+        """The web address of the worker holding ``key``'s partition of ``table``; KeyError
+        while partitions are unassigned. (Not Faust's ``router.key_store``: see
+        ``DurableTable.partition_of``.)"""
+        tp = table.partition_of(key)
+        for host, topics in self.app.router.table_metadata(table.name).items():
+            if tp.partition in topics.get(tp.topic, ()):
+                return URL(str(host))
+        raise KeyError(tp)
+
+    def urls(self, table: CollectionT) -> list[URL]:
+        """The web address of every worker holding active partitions of ``table``."""
+        hosts = self.app.router.table_metadata(table.name)
+        return [URL(str(host)) for host, topics in hosts.items() if any(topics.values())]
+
+
+class Alone(Peers):
+    """One worker that holds every partition and is always serving: a role's views seen
+    without Kafka (the agent tests)."""
+
+    def serving(self) -> bool:
+        return True
+
+    def holds(self, table: DurableTable, key: str) -> bool:
+        return True
+
+    def owner_url(self, table: DurableTable, key: str) -> URL:
+        return URL(str(self.app.conf.canonical_url))
+
+    def urls(self, table: CollectionT) -> list[URL]:
+        return [URL(str(self.app.conf.canonical_url))]
 
 
 async def _forward(url: URL) -> tuple[int, Any]:
@@ -68,11 +114,6 @@ async def _forward(url: URL) -> tuple[int, Any]:
         raise Unavailable(f"worker {url.host}:{url.port} did not answer ({exc!r})") from None
 
 
-def serving(app: AppT) -> bool:
-    """Whether this worker's tables can be read: not rebalancing, nothing to recover."""
-    return not app.rebalancing and tables_ready(app)
-
-
 def unavailable(view: View, why: str) -> Response:
     """503: no worker can answer for this right now."""
     return view.json({"error": f"{why}; try again shortly"}, status=503)
@@ -81,70 +122,49 @@ def unavailable(view: View, why: str) -> Response:
 async def answer_for_key(
     view: View,
     request: Request,
+    peers: Peers,
     table: DurableTable,
     key: str,
     local: Callable[[], Awaitable[Response]],
 ) -> Response:
     """Answer locally if this worker owns ``key``'s partition, else ask the owner."""
-    app = view.app
     if not is_forwarded(request):
         try:
-            owner = owner_url(app, table, key)
+            owner = peers.owner_url(table, key)
         except KeyError:
             return unavailable(view, "the partitions are being assigned")
-        if not _is_self(app, owner):
+        if not peers.is_self(owner):
             target = request.url.with_host(owner.host or "127.0.0.1").with_port(owner.port)
             try:
                 status, body = await _forward(target)
             except Unavailable as exc:
                 return unavailable(view, str(exc))
             return view.json(body, status=status)
-    if not serving(app):
+    if not peers.serving():
         return unavailable(view, "this worker is recovering its tables")
     return await local()
 
 
-def owner_url(app: AppT, table: DurableTable, key: str) -> URL:
-    """The web address of the worker holding ``key``'s partition of ``table``; KeyError
-    while partitions are unassigned. (Not Faust's ``router.key_store``: see
-    ``DurableTable.partition_of``.)"""
-    tp = table.partition_of(key)
-    for host, topics in app.router.table_metadata(table.name).items():
-        if tp.partition in topics.get(tp.topic, ()):
-            return URL(str(host))
-    raise KeyError(tp)
-
-
-def peer_urls(app: AppT, table: CollectionT) -> list[URL]:
-    """The web address of every worker holding active partitions of ``table``."""
-    hosts = app.router.table_metadata(table.name)
-    return [URL(str(host)) for host, topics in hosts.items() if any(topics.values())]
-
-
 async def gather_from_peers(
-    view: View,
-    request: Request,
-    table: CollectionT,
-    local: Callable[[], Any],
+    request: Request, peers: Peers, table: CollectionT, local: Callable[[], Any]
 ) -> list[Any]:
     """``local()`` here and the same request's answer from every other worker of the role.
 
     Raises ``Unavailable`` if a worker holding partitions does not answer: a list that
     silently left out a worker's share would look complete and be wrong.
     """
-    app = view.app
     if is_forwarded(request):
-        if not serving(app):
+        if not peers.serving():
             raise Unavailable("this worker is recovering its tables")
         return [local()]
     answers: list[Any] = []
     remote = []
-    peers = peer_urls(app, table)
-    if not peers:
+    urls = peers.urls(table)
+    if not urls:
         raise Unavailable("the partitions are being assigned")
-    for url in peers:
-        if _is_self(app, url):
-            if not serving(app):
+    for url in urls:
+        if peers.is_self(url):
+            if not peers.serving():
                 raise Unavailable("this worker is recovering its tables")
             answers.append(local())
         else:

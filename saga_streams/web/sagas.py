@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,23 +14,38 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from faust.web import Request, Response, View
 
+from saga_streams.app import TRANSFER_REQUEST_TOPIC, Send
 from saga_streams.messages import TransferRequested, encode
 from saga_streams.money import dollars
 from saga_streams.rules import TransferRules
+from saga_streams.saga.dsl import Registry, Workflow
 from saga_streams.saga.policy import RetryPolicy
-from saga_streams.saga.state import Saga, epoch_seconds, iso_ms
-from saga_streams.saga.workflow import DEFAULT_WORKFLOW, WORKFLOWS, Workflow
+from saga_streams.saga.state import Saga, epoch_seconds, iso_ms, now_ms
 from saga_streams.tables.sagas import SagaStore
 from saga_streams.web.routing import (
+    Peers,
     Unavailable,
     answer_for_key,
     gather_from_peers,
     is_forwarded,
     unavailable,
 )
-from saga_streams.web.validation import BadRequest, SagaQuery, parse_saga_query, parse_transfer
+from saga_streams.web.validation import (
+    BadRequest,
+    SagaQuery,
+    TransferInput,
+    parse_saga_query,
+    parse_transfer,
+)
 
-__all__ = ["ACK_MARGIN_S", "ACK_WAIT_S", "register_saga_views", "saga_json", "workflow_json"]
+__all__ = [
+    "ACK_MARGIN_S",
+    "ACK_WAIT_S",
+    "SagaViews",
+    "register_saga_views",
+    "saga_json",
+    "workflow_json",
+]
 
 #: How long POST /transfer waits for Kafka to acknowledge a request before it answers 503.
 ACK_WAIT_S = 10.0
@@ -40,14 +55,10 @@ ACK_WAIT_S = 10.0
 ACK_MARGIN_S = 3.0
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def saga_json(saga: Saga, policy: RetryPolicy | None = None) -> dict[str, Any]:
+def saga_json(saga: Saga, workflows: Registry, policy: RetryPolicy | None = None) -> dict[str, Any]:
     """A saga as the API shows it; with ``policy``, also its retry state and settings."""
     # A refused request may name a workflow that does not exist: its saga has no steps.
-    workflow = WORKFLOWS.get(saga.workflow)
+    workflow = workflows.get(saga.workflow)
     declared = workflow.steps if workflow is not None else ()
     steps = []
     for number, (step, state) in enumerate(zip(declared, saga.steps, strict=True), 1):
@@ -88,10 +99,10 @@ def saga_json(saga: Saga, policy: RetryPolicy | None = None) -> dict[str, Any]:
     return body
 
 
-def workflow_json(workflow: Workflow) -> dict[str, Any]:
+def workflow_json(workflow: Workflow, default: str) -> dict[str, Any]:
     return {
         "name": workflow.name,
-        "default": workflow.name == DEFAULT_WORKFLOW,
+        "default": workflow.name == default,
         "description": workflow.description,
         "steps": [
             {
@@ -109,7 +120,9 @@ def workflow_json(workflow: Workflow) -> dict[str, Any]:
     }
 
 
-def _local_page(sagas: SagaStore, query: SagaQuery, now_ms: int) -> dict[str, Any]:
+def _local_page(
+    sagas: SagaStore, workflows: Registry, query: SagaQuery, now_ms: int
+) -> dict[str, Any]:
     """This worker's share of a page: its first ``limit`` matches after the cursor, newest
     first, how many match in all, and how many follow the cursor."""
     # older_than: sagas created that many seconds ago or earlier (stuck ones, with a
@@ -125,7 +138,7 @@ def _local_page(sagas: SagaStore, query: SagaQuery, now_ms: int) -> dict[str, An
     after = [m for m in matching if query.cursor is None or (m[0], m[1]) < query.cursor]
     page = heapq.nlargest(query.limit, after, key=lambda m: (m[0], m[1]))
     return {
-        "sagas": [saga_json(Saga.from_dict(data)) for _, _, data in page],
+        "sagas": [saga_json(Saga.from_dict(data), workflows) for _, _, data in page],
         "count": len(matching),
         "remaining": len(after),
     }
@@ -149,95 +162,120 @@ def _merge_pages(shares: list[dict[str, Any]], query: SagaQuery) -> dict[str, An
     return {"sagas": page, "count": sum(share["count"] for share in shares), "next": next_path}
 
 
-def register_saga_views(
-    app: faust.App,
-    sagas: SagaStore,
-    requests: faust.TopicT,
-    policy: RetryPolicy,
-    rules: TransferRules,
-) -> None:
-    """``rules``: what a transfer may ask for, the same rules the agent applies."""
+@dataclass(frozen=True)
+class SagaViews:
+    """What the orchestrator's views answer with. ``send``: how a request reaches the
+    request topic; ``rules``: what a transfer may ask for, the same rules the agent
+    applies; ``peers``: the orchestrator's other workers, which hold the other sagas."""
+
+    sagas: SagaStore
+    send: Send
+    policy: RetryPolicy
+    rules: TransferRules
+    peers: Peers
+
+    async def transfer(self, view: View, request: Request) -> Response:
+        try:
+            media_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            transfer = parse_transfer(media_type, await request.read(), self.rules)
+        except BadRequest as exc:
+            return view.json({"error": str(exc)}, status=400)
+        # The view may not write the saga table (only agents can), so it publishes the
+        # request and the orchestrator agent creates the saga. 202 is answered only once
+        # Kafka has acknowledged the request: an accepted saga is never lost. The answer
+        # is the seed's, field for field; GET /sagas/{id} shows the accounts.
+        message = _request(transfer)
+        try:
+            async with asyncio.timeout(ACK_WAIT_S):
+                pending = await self.send(TRANSFER_REQUEST_TOPIC, message.saga_id, encode(message))
+                await pending
+        except (TimeoutError, KafkaError, ProducerSendError) as exc:
+            # Brokers down, or too few in-sync replicas for acks=all. Kafka cannot take a
+            # message back: a request its leader appended in time, still waiting for its
+            # replicas, runs once they return. One appended later (no leader until then)
+            # is refused by the orchestrator (accept_by). Either way it runs whole or not
+            # at all, and the saga id in the answer tells which.
+            why = "no answer" if isinstance(exc, TimeoutError) else type(exc).__name__
+            error = (
+                f"Kafka did not acknowledge the transfer within {ACK_WAIT_S:g}s ({why}); "
+                f"try again shortly. If the request reached Kafka it may still run once "
+                f"the brokers are back: GET /sagas/{message.saga_id} tells"
+            )
+            return view.json({"error": error, "saga_id": message.saga_id}, status=503)
+        accepted = {
+            "saga_id": message.saga_id,
+            "amount": dollars(transfer.amount_cents),
+            "status": "STARTED",
+            "message": "Transfer saga initiated",
+        }
+        return view.json(accepted, status=202)
+
+    async def listing(self, view: View, request: Request) -> Response:
+        try:
+            query = parse_saga_query(dict(request.query))
+        except BadRequest as exc:
+            return view.json({"error": str(exc)}, status=400)
+        now = now_ms()
+
+        def local() -> dict[str, Any]:
+            return _local_page(self.sagas, self.rules.workflows, query, now)
+
+        try:
+            shares = await gather_from_peers(request, self.peers, self.sagas.table, local)
+        except Unavailable as exc:
+            return unavailable(view, str(exc))
+        if is_forwarded(request):
+            return view.json(shares[0])
+        return view.json(_merge_pages(shares, query))
+
+    async def workflows(self, view: View, request: Request) -> Response:
+        workflows = self.rules.workflows
+        listed = [workflow_json(w, workflows.default) for w in workflows.values()]
+        return view.json({"workflows": listed})
+
+    async def detail(self, view: View, request: Request, saga_id: str) -> Response:
+        async def local() -> Response:
+            saga = self.sagas.read(saga_id)
+            if saga is None:
+                return view.json({"error": f"no saga {saga_id!r}"}, status=404)
+            return view.json(saga_json(saga, self.rules.workflows, self.policy))
+
+        return await answer_for_key(view, request, self.peers, self.sagas.table, saga_id, local)
+
+
+def _request(transfer: TransferInput) -> TransferRequested:
+    """The message a valid ``POST /transfer`` publishes, under a new saga id."""
+    now = now_ms()
+    return TransferRequested(
+        saga_id=uuid.uuid4().hex[:16],
+        workflow=transfer.workflow,
+        amount_cents=transfer.amount_cents,
+        requested_at=now,
+        from_account=transfer.from_account,
+        to_account=transfer.to_account,
+        accept_by=now + round((ACK_WAIT_S - ACK_MARGIN_S) * 1000),
+    )
+
+
+def register_saga_views(app: faust.App, views: SagaViews) -> None:
+    """``POST /transfer``, ``GET /sagas``, ``GET /workflows``, ``GET /sagas/{id}``."""
 
     @app.page("/transfer")
     class Transfer(View):
         async def post(self, request: Request) -> Response:
-            try:
-                media_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-                transfer = parse_transfer(media_type, await request.read(), rules)
-            except BadRequest as exc:
-                return self.json({"error": str(exc)}, status=400)
-            # The view may not write the saga table (only agents can), so it publishes the
-            # request and the orchestrator agent creates the saga. 202 is answered only
-            # once Kafka has acknowledged the request: an accepted saga is never lost. The
-            # answer is the seed's, field for field; GET /sagas/{id} shows the accounts.
-            saga_id = uuid.uuid4().hex[:16]
-            now = _now_ms()
-            message = TransferRequested(
-                saga_id=saga_id,
-                workflow=transfer.workflow,
-                amount_cents=transfer.amount_cents,
-                requested_at=now,
-                from_account=transfer.from_account,
-                to_account=transfer.to_account,
-                accept_by=now + round((ACK_WAIT_S - ACK_MARGIN_S) * 1000),
-            )
-            try:
-                async with asyncio.timeout(ACK_WAIT_S):
-                    pending = await requests.send(key=saga_id, value=encode(message))
-                    await pending
-            except (TimeoutError, KafkaError, ProducerSendError) as exc:
-                # Brokers down, or too few in-sync replicas for acks=all. Should the
-                # request reach Kafka later, it is appended after accept_by and the
-                # orchestrator refuses it: a 503 means no money moves.
-                why = "no answer" if isinstance(exc, TimeoutError) else type(exc).__name__
-                return self.json(
-                    {
-                        "error": f"Kafka did not accept the transfer within {ACK_WAIT_S:g}s "
-                        f"({why}); nothing was done, try again shortly",
-                        "saga_id": saga_id,
-                    },
-                    status=503,
-                )
-            return self.json(
-                {
-                    "saga_id": saga_id,
-                    "amount": dollars(transfer.amount_cents),
-                    "status": "STARTED",
-                    "message": "Transfer saga initiated",
-                },
-                status=202,
-            )
+            return await views.transfer(self, request)
 
     @app.page("/sagas")
     class SagaList(View):
         async def get(self, request: Request) -> Response:
-            try:
-                query = parse_saga_query(dict(request.query))
-            except BadRequest as exc:
-                return self.json({"error": str(exc)}, status=400)
-            now = _now_ms()
-            try:
-                shares = await gather_from_peers(
-                    self, request, sagas.table, lambda: _local_page(sagas, query, now)
-                )
-            except Unavailable as exc:
-                return unavailable(self, str(exc))
-            if is_forwarded(request):
-                return self.json(shares[0])
-            return self.json(_merge_pages(shares, query))
+            return await views.listing(self, request)
 
     @app.page("/workflows")
     class WorkflowList(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"workflows": [workflow_json(w) for w in WORKFLOWS.values()]})
+            return await views.workflows(self, request)
 
     @app.page("/sagas/{saga_id}")
     class SagaDetail(View):
         async def get(self, request: Request, saga_id: str) -> Response:
-            async def local() -> Response:
-                saga = sagas.read(saga_id)
-                if saga is None:
-                    return self.json({"error": f"no saga {saga_id!r}"}, status=404)
-                return self.json(saga_json(saga, policy))
-
-            return await answer_for_key(self, request, sagas.table, saga_id, local)
+            return await views.detail(self, request, saga_id)

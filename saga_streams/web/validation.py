@@ -10,8 +10,8 @@ from typing import Any
 
 from saga_streams.money import parse_cents
 from saga_streams.rules import Refused, TransferRules
-from saga_streams.saga.state import TERMINAL
-from saga_streams.saga.workflow import DEFAULT_WORKFLOW, FROM_ACCOUNT, TO_ACCOUNT
+from saga_streams.saga.dsl import FROM_ACCOUNT, TO_ACCOUNT
+from saga_streams.saga.state import STATUSES
 
 __all__ = [
     "SAGA_STATUSES",
@@ -24,7 +24,7 @@ __all__ = [
     "parse_transfer",
 ]
 
-SAGA_STATUSES = ("STARTED", "COMPENSATING", *sorted(TERMINAL))
+SAGA_STATUSES = STATUSES
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
@@ -68,16 +68,8 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def parse_transfer(content_type: str, body: bytes, rules: TransferRules) -> TransferInput:
-    """Validate ``POST /transfer``: JSON ``{"amount": <dollars>, "workflow": <name>?,
-    "from_account": <id>?, "to_account": <id>?}``.
-
-    The workflow and the accounts are checked by ``rules``, the same rules the orchestrator
-    applies to a request produced straight onto its topic; a party the request leaves out
-    is the owning participant's default account.
-    """
-    if content_type != "application/json":
-        raise BadRequest("Content-Type must be application/json")
+def _json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, strictly: no NaN, no duplicate keys, exact decimals."""
     try:
         # Decimal keeps "0.1" exact, so "at most 2 decimals" is checked on what was sent.
         data = json.loads(
@@ -94,12 +86,26 @@ def parse_transfer(content_type: str, body: bytes, rules: TransferRules) -> Tran
         raise BadRequest("body is not valid JSON") from None
     if not isinstance(data, dict):
         raise BadRequest('body must be a JSON object like {"amount": 100}')
+    return data
+
+
+def parse_transfer(content_type: str, body: bytes, rules: TransferRules) -> TransferInput:
+    """Validate ``POST /transfer``: JSON ``{"amount": <dollars>, "workflow": <name>?,
+    "from_account": <id>?, "to_account": <id>?}``.
+
+    The workflow and the accounts are checked by ``rules``, the same rules the orchestrator
+    applies to a request produced straight onto its topic; a party the request leaves out
+    is the owning participant's default account.
+    """
+    if content_type != "application/json":
+        raise BadRequest("Content-Type must be application/json")
+    data = _json_object(body)
     fields = ("amount", "workflow", FROM_ACCOUNT, TO_ACCOUNT)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise BadRequest(f"unknown field {unknown[0]!r}; expected one of {', '.join(fields)}")
     try:
-        workflow = rules.workflow(data.get("workflow", DEFAULT_WORKFLOW))
+        workflow = rules.workflow(data.get("workflow", rules.workflows.default))
         parties = rules.parties(workflow, data)
     except Refused as exc:
         raise BadRequest(str(exc)) from None

@@ -1,4 +1,5 @@
-"""Workflows are data: an ordered list of steps, each an action and its compensation.
+"""The language workflows are declared in: an ordered list of steps, each an action and
+its compensation. The business's own workflows are declared with it in ``workflows.py``.
 
 A saga is declared top to bottom, the way it runs, in the spirit of Eventuate Tram's
 ``step().invokeParticipant(...).withCompensation(...)``::
@@ -19,24 +20,22 @@ A step's account is either one of the transfer's two parties (``FROM_ACCOUNT``,
 like the fee account C.
 
 The orchestrator knows nothing of money; its engine walks any such declaration. Adding a
-step means adding a ``.step(...)`` here (and a participant that listens on its topics),
-not new code paths.
+step means adding a ``.step(...)`` to a declaration (and a participant that listens on its
+topics), not new code paths. Whoever needs the workflows is handed a ``Registry``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
-    "DEFAULT_WORKFLOW",
     "FROM_ACCOUNT",
     "PARTIES",
     "TO_ACCOUNT",
-    "TRANSFER",
-    "TRANSFER_WITH_FEE",
-    "WORKFLOWS",
     "AmountRule",
+    "Registry",
     "Step",
     "Workflow",
     "WorkflowError",
@@ -219,36 +218,32 @@ def saga(name: str, description: str = "") -> SagaBuilder:
     return SagaBuilder(name, description)
 
 
-# -- the workflows this system runs ---------------------------------------------------------
+class Registry(Mapping[str, Workflow]):
+    """The workflows a system runs, by name, and the one a request gets by default."""
 
-#: The seed's money transfer: take from Account A, then give to Account B (or between any
-#: account of service A and any of service B). The default.
-TRANSFER = (
-    saga("transfer", "Take the amount from an account of service A, then give it to one of B")
-    .step("service-a", account=FROM_ACCOUNT)
-    .invoke("deduct", topic="service-a-deduct")
-    .with_compensation("refund", topic="service-a-refund")
-    .step("service-b", account=TO_ACCOUNT)
-    .invoke("add", topic="service-b-add")
-    .with_compensation("remove", topic="service-b-remove")
-    .build()
-)
+    def __init__(self, *workflows: Workflow, default: str | None = None) -> None:
+        if not workflows:
+            raise WorkflowError("a registry needs at least one workflow")
+        self._workflows = {w.name: w for w in workflows}
+        if len(self._workflows) != len(workflows):
+            raise WorkflowError("two workflows share a name")
+        self.default = default if default is not None else workflows[0].name
+        if self.default not in self._workflows:
+            raise WorkflowError(f"default workflow {self.default!r} is not registered")
 
-#: The same transfer with a 1% fee (at least a cent): the payer pays amount + fee, the payee
-#: receives the amount, and the fee account C collects the fee as the third and last step.
-TRANSFER_WITH_FEE = (
-    saga("transfer-with-fee", "Transfer from A to B; A also pays a 1% fee into account C")
-    .step("service-a", account=FROM_ACCOUNT)
-    .invoke("deduct", topic="service-a-deduct", amount="amount+fee")
-    .with_compensation("refund", topic="service-a-refund")
-    .step("service-b", account=TO_ACCOUNT)
-    .invoke("add", topic="service-b-add")
-    .with_compensation("remove", topic="service-b-remove")
-    .step("service-c", account="C")
-    .invoke("collect", topic="service-c-collect", amount="fee")
-    .with_compensation("return", topic="service-c-return")
-    .build()
-)
+    def __getitem__(self, name: str) -> Workflow:
+        return self._workflows[name]
 
-WORKFLOWS: dict[str, Workflow] = {w.name: w for w in (TRANSFER, TRANSFER_WITH_FEE)}
-DEFAULT_WORKFLOW = TRANSFER.name
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._workflows)
+
+    def __len__(self) -> int:
+        return len(self._workflows)
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """Every command topic of every workflow, once each, in declaration order."""
+        names: dict[str, None] = {}
+        for workflow in self._workflows.values():
+            names.update(dict.fromkeys(workflow.topics))
+        return tuple(names)

@@ -1,0 +1,34 @@
+"""A small HTTP client for the workers' JSON API, for the audit and the tooling."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+__all__ = ["http_json"]
+
+
+def http_json(
+    method: str,
+    url: str,
+    body: Any = None,
+    timeout: float = 10.0,
+    raw: bytes | None = None,
+    content_type: str = "application/json",
+) -> tuple[int, Any]:
+    """One request to a worker's JSON API: (status, decoded body)."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        payload = exc.read()
+        try:
+            return exc.code, json.loads(payload or b"null")
+        except ValueError:
+            return exc.code, payload.decode(errors="replace")
