@@ -34,10 +34,6 @@ class AccountStore:
             help="Account id to balance and latest actions; account/action to an older action",
         )
 
-    def holds(self, account_id: str) -> bool:
-        """Whether this worker holds the account's partition (see web/routing.py)."""
-        return self.table.holds(account_id)
-
     def get(self, account_id: str) -> Account:
         """The account as stored, or as opened if no command has touched it yet; inside
         the agent, whose event is in the account's own partition (agents/strays.py)."""

@@ -54,8 +54,8 @@ class DurableTable(faust.Table[str, Any]):
         """
         return TP(self.changelog_topic.get_topic_name(), partition_for(key, self.partition_count))
 
-    def read(self, key: str, home: str | None = None) -> Any:
-        """``key``'s value in the partition ``home`` (default: ``key``) belongs to, or None.
+    def read(self, key: str) -> Any:
+        """``key``'s value in the partition it belongs to, or None.
 
         For reads outside an agent (views, timers). Faust's own ``get`` there follows its
         key index, which points at the partition a key was last written or read in, and
@@ -66,7 +66,7 @@ class DurableTable(faust.Table[str, Any]):
         store = self.data
         if not isinstance(store, RocksDBStore):
             return self.get(key)
-        partition = partition_for(home if home is not None else key, self.partition_count)
+        partition = partition_for(key, self.partition_count)
         raw = store._db_for_partition(partition).get(store._encode_key(key))
         return None if raw is None else store._decode_value(raw)
 
@@ -95,11 +95,6 @@ class DurableTable(faust.Table[str, Any]):
                 partitions = sorted([home, *partitions])
             result.append((key, home, partitions))
         return result
-
-    def holds(self, key: str) -> bool:
-        """Whether this worker holds ``key``'s partition as an active one (with several
-        workers per role, each holds some partitions; a standby copy does not count)."""
-        return self.partition_of(key) in self.app.assignor.assigned_actives()
 
     async def written(self) -> None:
         """Return once every write so far is acknowledged by Kafka (raise if one failed)."""

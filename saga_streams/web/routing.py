@@ -67,7 +67,8 @@ class Peers:
         return not self.app.rebalancing and tables_ready(self.app)
 
     def holds(self, table: DurableTable, key: str) -> bool:
-        """Whether this worker holds ``key``'s partition as an active one."""
+        """Whether this worker holds ``key``'s partition as an active one (with several
+        workers per role, each holds some partitions; a standby copy does not count)."""
         return table.partition_of(key) in self.app.assignor.assigned_actives()
 
     def owner_url(self, table: DurableTable, key: str) -> URL:
