@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 JARS_STAMP := $(VENV)/.kafka-jars
 
-.PHONY: install tools run kafka test unit lint chaos audit bench clean
+.PHONY: install tools run kafka test unit lint chaos audit bench screenshots clean
 
 install: $(STAMP) $(JARS_STAMP)
 
@@ -59,6 +59,11 @@ audit: install
 # The figures of BENCHMARKS.md: about five minutes; results in bench-results/.
 bench: install
 	$(PY) -m saga_streams bench --suite bench-results --seconds 60 --concurrency 64
+
+# docs/screenshots/list.png and detail.png: the dashboard (GET /) on a stack of its own,
+# after a few transfers, photographed by a headless Chromium.
+screenshots: install tools
+	$(PY) -m saga_streams.local.screenshots --out docs/screenshots
 
 unit: install
 	$(PY) -m pytest -m "not kafka"

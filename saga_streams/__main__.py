@@ -16,6 +16,8 @@ python -m saga_streams kafka   # the local Kafka alone, in the foreground, and t
 python -m saga_streams audit   # check the invariants through the HTTP API (exit 1 if broken)
 python -m saga_streams chaos   # kill, pause and restart processes under load; check after
 python -m saga_streams bench   # completed sagas per second, latency, CPU, against the ceiling
+python -m saga_streams saga retry|cancel ID [--reason R] [--url U]  # an operator's hand on
+                               #   one saga; saga show ID: its steps and history
 ROLE is one of: """ + ", ".join(ROLES)
 
 
@@ -63,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         from saga_streams.local.bench import main as bench_main
 
         return bench_main(rest)
+    if command == "saga":
+        from saga_streams.saga_cli import main as saga_main
+
+        return saga_main(rest)
     if command == "run":
         from saga_streams.local.stack import main as stack_main
 

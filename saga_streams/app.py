@@ -19,8 +19,10 @@ from saga_streams.connection import KafkaAccess
 from saga_streams.roles import ORCHESTRATOR, PARTICIPANTS, Role, check_workflows
 from saga_streams.saga.dsl import Registry
 from saga_streams.topics import TopicError, TopicSpec, provision_topics
+from saga_streams.web.cors import allow_cross_origin_reads
 
 __all__ = [
+    "OPERATOR_TOPIC",
     "ORCHESTRATOR_INPUTS",
     "REPLY_TOPIC",
     "TIMEOUT_TOPIC",
@@ -40,10 +42,12 @@ REPLY_TOPIC = "orchestrator-response"
 TRANSFER_REQUEST_TOPIC = "transfer-requests"
 #: Orchestrator timer -> orchestrator agent: a saga's awaited reply is overdue (our name).
 TIMEOUT_TOPIC = "saga-timeouts"
+#: Web view -> orchestrator agent: an operator's retry or cancel, keyed by saga id (our name).
+OPERATOR_TOPIC = "saga-operator-actions"
 
 
 #: What the orchestrator's agent consumes: every input of a saga, keyed by saga id.
-ORCHESTRATOR_INPUTS = (TRANSFER_REQUEST_TOPIC, REPLY_TOPIC, TIMEOUT_TOPIC)
+ORCHESTRATOR_INPUTS = (TRANSFER_REQUEST_TOPIC, REPLY_TOPIC, TIMEOUT_TOPIC, OPERATOR_TOPIC)
 
 
 def all_topic_names(workflows: Registry) -> tuple[str, ...]:
@@ -190,6 +194,8 @@ def create_app(role: Role, settings: Settings, workflows: Registry) -> SagaApp:
         # Keys are saga ids and account ids: plain strings, readable with kcat.
         key_serializer="raw",
         value_serializer="json",
+        # The dashboard (on the orchestrator's port) reads every role's GET answers.
+        web_application_options={"middlewares": [allow_cross_origin_reads]},
     )
     app.kafka = settings.kafka
     app.workflows = workflows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["http_json"]
@@ -17,10 +18,11 @@ def http_json(
     timeout: float = 10.0,
     raw: bytes | None = None,
     content_type: str = "application/json",
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[int, Any]:
     """One request to a worker's JSON API: (status, decoded body)."""
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    request = urllib.request.Request(url, data=data, method=method)
+    request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
     if data is not None:
         request.add_header("Content-Type", content_type)
     try:

@@ -21,6 +21,8 @@ __all__ = [
     "Command",
     "CommandKind",
     "MessageError",
+    "OperatorAction",
+    "OperatorVerb",
     "Reply",
     "ReplyStatus",
     "TimeoutElapsed",
@@ -31,6 +33,7 @@ __all__ = [
 
 CommandKind = Literal["ACTION", "COMPENSATION"]
 ReplyStatus = Literal["SUCCESS", "FAILED"]
+OperatorVerb = Literal["retry", "cancel"]
 ACTION: CommandKind = "ACTION"
 COMPENSATION: CommandKind = "COMPENSATION"
 
@@ -141,8 +144,27 @@ class TimeoutElapsed:
     type: Literal["Timeout"] = "Timeout"
 
 
-Message = TransferRequested | Command | Reply | TimeoutElapsed
+@dataclass(frozen=True)
+class OperatorAction:
+    """An operator asked (``POST /sagas/{id}/retry`` or ``/cancel``) to move a saga by hand.
+
+    The view may not write the saga table, so it publishes this, keyed by saga id, and the
+    orchestrator's agent hands it to the engine with the saga's other inputs; the engine
+    ignores it (and says so in the history) if the saga has moved on meanwhile.
+    """
+
+    saga_id: str
+    action: OperatorVerb
+    by: str  # who asked: the X-Operator header, else "http"
+    requested_at: int  # epoch milliseconds, stamped by the web view
+    reason: str | None = None
+
+    type: Literal["OperatorAction"] = "OperatorAction"
+
+
+Message = TransferRequested | Command | Reply | TimeoutElapsed | OperatorAction
 _TYPES: dict[str, type[Message]] = {
+    "OperatorAction": OperatorAction,
     "TransferRequested": TransferRequested,
     "Command": Command,
     "Reply": Reply,

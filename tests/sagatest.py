@@ -8,9 +8,17 @@ given_saga(amount=100).expect_command("service-a-deduct")
 
 from __future__ import annotations
 
-from saga_streams.messages import Command, Reply, ReplyStatus, TimeoutElapsed, TransferRequested
+from saga_streams.messages import (
+    Command,
+    OperatorAction,
+    OperatorVerb,
+    Reply,
+    ReplyStatus,
+    TimeoutElapsed,
+    TransferRequested,
+)
 from saga_streams.saga.dsl import Workflow
-from saga_streams.saga.engine import Decision, decide, pending_command
+from saga_streams.saga.engine import Decision, SagaInput, decide, pending_command
 from saga_streams.saga.events import SagaEvent
 from saga_streams.saga.policy import RetryPolicy
 from saga_streams.saga.state import Saga
@@ -35,12 +43,10 @@ class SagaScenario:
         self.sent: list[tuple[str, Command]] = list(self.last.commands)
 
     # -- acting -------------------------------------------------------------------------
-    def _decide(
-        self, saga: Saga | None, message: TransferRequested | Reply | TimeoutElapsed
-    ) -> Decision:
+    def _decide(self, saga: Saga | None, message: SagaInput) -> Decision:
         return decide(saga, message, self.clock, {self.workflow.name: self.workflow}, POLICY)
 
-    def deliver(self, message: TransferRequested | Reply | TimeoutElapsed) -> SagaScenario:
+    def deliver(self, message: SagaInput) -> SagaScenario:
         self.clock += 10
         self.last = self._decide(self.saga, message)
         self.saga = self.last.saga
@@ -53,6 +59,13 @@ class SagaScenario:
         deadline = self.saga.deadline
         self.clock = deadline - 10
         return self.deliver(TimeoutElapsed(self.saga.saga_id, deadline))
+
+    def operator(
+        self, action: OperatorVerb, reason: str | None = None, by: str = "alice"
+    ) -> SagaScenario:
+        """An operator's retry or cancel, as the view publishes it."""
+        assert self.saga is not None
+        return self.deliver(OperatorAction(self.saga.saga_id, action, by, self.clock, reason))
 
     def reply_to(self, command: Command, status: ReplyStatus, error: str | None = None) -> Reply:
         return Reply.for_command(

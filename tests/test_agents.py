@@ -197,11 +197,14 @@ class Http:
         return self._runner.run(self._request("GET", path))
 
     def post(
-        self, path: str, body: bytes, content_type: str = "application/json"
+        self,
+        path: str,
+        body: bytes,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
-        return self._runner.run(
-            self._request("POST", path, data=body, headers={"Content-Type": content_type})
-        )
+        headers = {"Content-Type": content_type, **(headers or {})}
+        return self._runner.run(self._request("POST", path, data=body, headers=headers))
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
         async with (
@@ -685,6 +688,16 @@ def test_saga_detail_and_unknown_saga(orchestrator_http: Http, sagas: Orchestrat
         "updated_at": ANY,
         "next_retry_at": ANY,
         "retry_policy": {"step_timeout_s": 5.0, "max_attempts": 3, "max_delay_s": 60.0},
+        "cancelled_by": None,
+        "history": [
+            {"at": ANY, "event": "started", "step": None, "detail": "transfer, $20.50, 2 steps"},
+            {
+                "at": ANY,
+                "event": "command_sent",
+                "step": 1,
+                "detail": "service-a.deduct sent, attempt 1 of 3",
+            },
+        ],
     }
     assert orchestrator_http.get("/sagas/nope") == (404, {"error": "no saga 'nope'"})
 

@@ -22,12 +22,14 @@ from saga_streams.launch import lazy_app
 from saga_streams.messages import (
     Command,
     MessageError,
+    OperatorAction,
     Reply,
     TimeoutElapsed,
     TransferRequested,
     decode,
     encode,
 )
+from saga_streams.metrics import SagaMetrics, install_metrics, stuck_after_ms
 from saga_streams.roles import ORCHESTRATOR, PARTICIPANTS
 from saga_streams.rules import ID_RULE, IDENTIFIER, Refused, TransferRules, late_refusal
 from saga_streams.saga.dsl import Registry
@@ -36,8 +38,10 @@ from saga_streams.saga.logbook import render
 from saga_streams.saga.state import now_ms
 from saga_streams.tables.deadlines import DeadlineIndex
 from saga_streams.tables.sagas import SagaStore
+from saga_streams.web.dashboard import register_dashboard
 from saga_streams.web.health import register_health_view
 from saga_streams.web.integrity import register_integrity_view
+from saga_streams.web.operator import OperatorViews, register_operator_views
 from saga_streams.web.sagas import SagaViews, register_saga_views
 from saga_streams.workflows import WORKFLOWS
 
@@ -45,7 +49,7 @@ __all__ = ["Orchestrator", "create_orchestrator_app"]
 
 #: A record's timestamp type when the broker stamped it on append (Kafka's own value).
 LOG_APPEND_TIME = 1
-Input = TransferRequested | Reply | TimeoutElapsed
+Input = TransferRequested | Reply | TimeoutElapsed | OperatorAction
 
 
 class Orchestrator:
@@ -60,6 +64,13 @@ class Orchestrator:
         self.log = logging.getLogger("saga_streams.orchestrator")
         self.sagas = SagaStore(self.app, settings.partitions)
         self.deadlines = DeadlineIndex()
+        self.metrics = SagaMetrics(
+            install_metrics(self.app, ORCHESTRATOR_INPUTS),
+            workflows,
+            self.deadlines.in_flight,
+            stuck_after_ms(self.policy),
+            now_ms,
+        )
         self.strays = StrayForwarder(self.wiring.send, settings.partitions, self.log)
         #: What a transfer may ask for: the HTTP view and the agent check the same rules,
         #: since anyone with a producer can write a request onto the topic.
@@ -79,7 +90,9 @@ class Orchestrator:
         peers = self.wiring.peers
         views = SagaViews(self.sagas, self.wiring.send, self.policy, self.rules, peers)
         register_saga_views(self.app, views)
+        register_operator_views(self.app, OperatorViews(views))
         register_health_view(self.app, ORCHESTRATOR)
+        register_dashboard(self.app)
         register_integrity_view(self.app, self.sagas.table, peers)
 
     def read(self, raw: bytes) -> Input | None:
@@ -89,7 +102,7 @@ class Orchestrator:
         except MessageError as exc:
             self.log.warning("⏭️  Skipped a malformed message: %s", exc)
             return None
-        if not isinstance(message, TransferRequested | Reply | TimeoutElapsed):
+        if not isinstance(message, TransferRequested | Reply | TimeoutElapsed | OperatorAction):
             self.log.warning("⏭️  Skipped a %s on an orchestrator topic", type(message).__name__)
             return None
         if isinstance(message, TransferRequested) and not IDENTIFIER.fullmatch(message.saga_id):
@@ -118,7 +131,9 @@ class Orchestrator:
         the changelog); return the commands to send once it is there."""
         saga = self.sagas.get(message.saga_id)
         checked = self.checked(message, appended_at)
-        decision = decide(saga, checked, now_ms(), self.workflows, self.policy)
+        now = now_ms()
+        decision = decide(saga, checked, now, self.workflows, self.policy)
+        self.metrics.observe(decision, message, now)
         if decision.saga is not None and decision.saga != saga:
             self.sagas.put(decision.saga)
             self.deadlines.track(decision.saga)

@@ -19,6 +19,7 @@ from saga_streams.app import REPLY_TOPIC, create_app, declare_topic
 from saga_streams.config import Settings
 from saga_streams.faults import should_fail
 from saga_streams.messages import ACTION, Command, MessageError, Reply, decode, encode
+from saga_streams.metrics import ParticipantMetrics, install_metrics, outcome_of
 from saga_streams.money import format_dollars
 from saga_streams.roles import Participant
 from saga_streams.rules import command_refusal
@@ -85,6 +86,8 @@ class ParticipantService:
         self.topics = participant.topics(workflows)
         self.strays = StrayForwarder(self.wiring.send, settings.partitions, self.log)
         commands = declare_topic(self.app, *self.topics, partitions=settings.partitions)
+        registry = install_metrics(self.app, self.topics)
+        self.metrics = ParticipantMetrics(registry, participant.role.name)
         # concurrency=1: one batch at a time, each account read, changed and written in turn.
         name = f"{participant.role.name}-execute-commands"
         self.app.agent(commands, name=name, concurrency=1)(self.execute_commands)
@@ -123,6 +126,7 @@ class ParticipantService:
             self.log.warning(
                 "❌ Refused %s: %s [saga %s]", command.command_id, refusal, command.saga_id
             )
+            self.metrics.observe(command, "REFUSED")
             return Reply.for_command(command, role, "FAILED", refusal)
         cached = changed.get(command.account)
         account = cached[0] if cached else self.accounts.get(command.account)
@@ -132,6 +136,7 @@ class ParticipantService:
         if result.recorded:
             changed[account.account_id] = (account, event)
         self.log.info(describe(command, result))
+        self.metrics.observe(command, outcome_of(result))
         return Reply.for_command(command, role, result.status, result.error)
 
     async def execute_commands(self, stream: faust.StreamT[bytes]) -> None:

@@ -27,6 +27,17 @@ And what the seed leaves out, because Kafka delivers at least once and processes
   records the compensation and refuses the action if it arrives later);
 - a compensation is never given up: it is sent again until acknowledged, and the saga
   stays COMPENSATING, with its attempts and last error, for everyone to see.
+
+And what an operator may ask (``OperatorAction``, published by the HTTP view):
+- retry: the awaited command goes out again now, its attempts counted afresh, so the next
+  deadline is the first step timeout again;
+- cancel (a STARTED saga): the rollback starts at the awaited step, compensated itself if
+  it has a compensation (it may have run), then the earlier succeeded steps, latest first;
+- an action that no longer makes sense when it arrives (the saga ended, or is already
+  compensating) moves nothing; a second cancel of a cancelled saga is the same request.
+
+Every decision's events are also appended to the saga's bounded history
+(``saga/history.py``), with the who and why of an operator's action.
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ from saga_streams.messages import (
     COMPENSATION,
     Command,
     CommandKind,
+    OperatorAction,
     Reply,
     TimeoutElapsed,
     TransferRequested,
@@ -48,6 +60,8 @@ from saga_streams.saga.events import (
     CompensationDispatched,
     CompensationRefused,
     MessageIgnored,
+    OperatorActed,
+    OperatorActionIgnored,
     RollbackStarted,
     SagaCompleted,
     SagaEvent,
@@ -61,6 +75,7 @@ from saga_streams.saga.events import (
     StepSucceeded,
     StepTimedOut,
 )
+from saga_streams.saga.history import recorded
 from saga_streams.saga.policy import RetryPolicy
 from saga_streams.saga.state import Saga, StepState
 
@@ -84,7 +99,7 @@ class RequestRefused:
     reason: str
 
 
-SagaInput = TransferRequested | RequestRefused | Reply | TimeoutElapsed
+SagaInput = TransferRequested | RequestRefused | Reply | TimeoutElapsed | OperatorAction
 
 
 @dataclass(frozen=True)
@@ -162,7 +177,9 @@ def pending_command(workflow: Workflow, saga: Saga) -> tuple[str, Command] | Non
     return _command(ctx, saga, *awaited)
 
 
-def _dispatched(ctx: _Context, saga: Saga, command: Command, resent: bool) -> SagaEvent:
+def _dispatched(
+    ctx: _Context, saga: Saga, command: Command, resent: bool
+) -> StepDispatched | CompensationDispatched:
     step = ctx.workflow.step(command.step)
     if command.kind == ACTION:
         return StepDispatched(
@@ -209,7 +226,8 @@ def _resend_awaited(ctx: _Context, saga: Saga, why: str) -> Decision:
     if awaited is None:
         return Decision(saga, events=(MessageIgnored(saga.saga_id, why),))
     topic, command = _command(ctx, saga, *awaited)
-    return Decision(saga, ((topic, command),), (_dispatched(ctx, saga, command, resent=True),))
+    sent = replace(_dispatched(ctx, saga, command, resent=True), redelivered=True)
+    return Decision(saga, ((topic, command),), (sent,))
 
 
 def _then(first: Decision, second: Decision) -> Decision:
@@ -414,14 +432,78 @@ def _nothing_to_move(saga: Saga | None, message: Reply | TimeoutElapsed) -> Deci
     return Decision(saga, events=(MessageIgnored(message.saga_id, why),))
 
 
-def decide(
+def _operator_refusal(saga: Saga, action: OperatorAction) -> str | None:
+    """Why ``action`` no longer makes sense for ``saga``, or None if it does."""
+    if action.action == "cancel" and saga.cancelled_by is not None:
+        return f"saga already cancelled by {saga.cancelled_by}"
+    if saga.is_terminal:
+        return f"saga already {saga.status}"
+    if action.action == "cancel" and saga.status == "COMPENSATING":
+        return "saga already compensating"
+    return None
+
+
+def _retry(ctx: _Context, saga: Saga, number: int, kind: CommandKind) -> Decision:
+    """The awaited command now, with its attempts counted afresh: the operator grants it
+    a new round of sends, starting from the first step timeout."""
+    if kind == ACTION:
+        saga = saga.with_step(number, attempts=0)
+    else:
+        saga = saga.with_step(number, compensation_attempts=0)
+    return _send(ctx, saga, number, kind)
+
+
+def _cancel(ctx: _Context, saga: Saga, action: OperatorAction, number: int) -> Decision:
+    """Roll back from the awaited step, which is compensated itself if it can be (the
+    action may have run; a participant that has not seen it yet records the compensation
+    and refuses the action if it comes later)."""
+    why = f": {action.reason}" if action.reason else ""
+    saga = replace(saga, cancelled_by=action.by).with_step(
+        number, error=f"CANCELLED by {action.by}{why}"
+    )
+    if not ctx.workflow.step(number).compensation:
+        saga = saga.with_step(number, outcome="FAILED")
+    return _start_rollback(ctx, saga, number, undo_failed=True)
+
+
+def _on_operator(
+    saga: Saga | None,
+    action: OperatorAction,
+    now: int,
+    workflows: Mapping[str, Workflow],
+    policy: RetryPolicy,
+) -> Decision:
+    if saga is None:
+        why = f"operator {action.action} by {action.by} for an unknown saga"
+        return Decision(None, events=(MessageIgnored(action.saga_id, why),))
+    refusal = _operator_refusal(saga, action)
+    awaited = _awaited(saga)
+    if refusal is not None or awaited is None:
+        ignored = OperatorActionIgnored(
+            saga.saga_id, action.action, action.by, action.reason, refusal or "nothing awaited"
+        )
+        return Decision(saga, events=(ignored,))
+    ctx = _Context(workflows[saga.workflow], now, policy)
+    number, kind = awaited
+    acted = OperatorActed(saga.saga_id, action.action, action.by, action.reason, number)
+    if action.action == "retry":
+        moved = _retry(ctx, saga, number, kind)
+    else:
+        moved = _cancel(ctx, saga, action, number)
+    assert moved.saga is not None
+    moved = replace(moved, saga=replace(moved.saga, updated_at=now))
+    return _then(Decision(saga, events=(acted,)), moved)
+
+
+def _decide(
     saga: Saga | None,
     message: SagaInput,
     now: int,
     workflows: Mapping[str, Workflow],
-    policy: RetryPolicy = DEFAULT_POLICY,
+    policy: RetryPolicy,
 ) -> Decision:
-    """Decide the next move of one saga. Pure: same inputs, same decision."""
+    if isinstance(message, OperatorAction):
+        return _on_operator(saga, message, now, workflows, policy)
     if isinstance(message, RequestRefused):
         return _refuse(saga, message, workflows, now)
     if isinstance(message, TransferRequested):
@@ -437,3 +519,21 @@ def decide(
     if isinstance(message, TimeoutElapsed):
         return _on_timeout(ctx, saga, message)
     return _on_reply(ctx, saga, message)
+
+
+def decide(
+    saga: Saga | None,
+    message: SagaInput,
+    now: int,
+    workflows: Mapping[str, Workflow],
+    policy: RetryPolicy = DEFAULT_POLICY,
+) -> Decision:
+    """Decide the next move of one saga, and record it in the saga's history. Pure: same
+    inputs, same decision."""
+    decision = _decide(saga, message, now, workflows, policy)
+    if decision.saga is None:
+        return decision
+    history = recorded(decision.saga.history, decision.events, now)
+    if history is decision.saga.history:
+        return decision
+    return replace(decision, saga=replace(decision.saga, history=history))

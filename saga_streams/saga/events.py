@@ -12,6 +12,8 @@ __all__ = [
     "CompensationDispatched",
     "CompensationRefused",
     "MessageIgnored",
+    "OperatorActed",
+    "OperatorActionIgnored",
     "RollbackStarted",
     "SagaCompleted",
     "SagaEvent",
@@ -46,6 +48,9 @@ class StepDispatched:
     attempt: int  # 1 for the first send
     max_attempts: int
     resent: bool  # sent again: after a timeout (attempt > 1) or a redelivery
+    #: Sent again, unchanged, because a message came again (not in the history: Kafka's
+    #: redeliveries are not the saga's story).
+    redelivered: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class CompensationDispatched:
     participant: str
     attempt: int
     resent: bool
+    redelivered: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,6 +143,28 @@ class MessageIgnored:
     reason: str
 
 
+@dataclass(frozen=True)
+class OperatorActed:
+    """An operator's retry or cancel, taken: the moves it causes follow."""
+
+    saga_id: str
+    action: str  # retry | cancel
+    by: str
+    reason: str | None
+    step: int  # the step the saga was waiting on
+
+
+@dataclass(frozen=True)
+class OperatorActionIgnored:
+    """An operator's retry or cancel that no longer made sense when it arrived."""
+
+    saga_id: str
+    action: str
+    by: str
+    reason: str | None
+    why: str
+
+
 SagaEvent = (
     SagaStarted
     | StepDispatched
@@ -152,4 +180,6 @@ SagaEvent = (
     | SagaFailed
     | SagaRefused
     | MessageIgnored
+    | OperatorActed
+    | OperatorActionIgnored
 )

@@ -13,6 +13,8 @@ from saga_streams.saga.events import (
     CompensationDispatched,
     CompensationRefused,
     MessageIgnored,
+    OperatorActed,
+    OperatorActionIgnored,
     RollbackStarted,
     SagaCompleted,
     SagaEvent,
@@ -112,6 +114,11 @@ def _step_line(event: SagaEvent, tag: str) -> str | None:
             return f"⛔ Compensation of step {event.step} refused {tag}\n   Error: {event.error}"
         case MessageIgnored():
             return f"⏭️  Ignored: {event.reason} {tag}"
+        case OperatorActed():
+            why = f": {event.reason}" if event.reason else ""
+            return f"🧑‍🔧 Operator {event.action} by {event.by} at step {event.step}{why} {tag}"
+        case OperatorActionIgnored():
+            return f"⏭️  Operator {event.action} by {event.by} ignored: {event.why} {tag}"
     return None
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from saga_streams.saga.history import HistoryEntry
+
 if TYPE_CHECKING:
     from saga_streams.saga.dsl import Step
 
@@ -96,6 +98,11 @@ class Saga:
     #: Why the saga was refused before any step (a request that broke the rules of
     #: ``rules.py``, produced straight onto the request topic); None for every other saga.
     error: str | None = None
+    #: Who cancelled the saga by hand (an operator's cancel), if anyone did: a second
+    #: cancel is then the same request again, not a conflict.
+    cancelled_by: str | None = None
+    #: What happened to the saga, oldest first, bounded (``saga/history.py``).
+    history: tuple[HistoryEntry, ...] = ()
 
     @property
     def is_terminal(self) -> bool:
@@ -128,6 +135,8 @@ class Saga:
             "from_account": self.from_account,
             "to_account": self.to_account,
             "error": self.error,
+            "cancelled_by": self.cancelled_by,
+            "history": [entry.to_dict() for entry in self.history],
         }
 
     @classmethod
@@ -146,6 +155,8 @@ class Saga:
             from_account=data["from_account"],
             to_account=data["to_account"],
             error=data["error"],
+            cancelled_by=data["cancelled_by"],
+            history=tuple(HistoryEntry.from_dict(e) for e in data["history"]),
         )
 
 

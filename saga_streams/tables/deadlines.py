@@ -30,6 +30,9 @@ class DeadlineIndex:
         #: saga id -> (the deadline a timeout was sent for, when: epoch ms)
         self._fired: dict[str, tuple[int, int]] = {}
         self._built_for: Hashable = None  # the partition assignment it was built for
+        #: saga id -> (workflow, created_at) of every saga not yet ended: the metrics'
+        #: in-flight and stuck gauges read it on scrape instead of the whole saga table.
+        self._in_flight: dict[str, tuple[str, int]] = {}
 
     def track(self, saga: Saga) -> None:
         """Record a saga's latest state (called after every write of the saga)."""
@@ -38,10 +41,21 @@ class DeadlineIndex:
             self._fired.pop(saga.saga_id, None)
         else:
             self._deadlines[saga.saga_id] = saga.deadline
+        if saga.is_terminal:
+            self._in_flight.pop(saga.saga_id, None)
+        else:
+            self._in_flight[saga.saga_id] = (saga.workflow, saga.created_at)
 
     def rebuild(self, sagas: Iterable[Saga]) -> None:
-        self._deadlines = {s.saga_id: s.deadline for s in sagas if s.deadline is not None}
+        self._deadlines = {}
         self._fired = {}  # a timeout lost in flight is sent again
+        self._in_flight = {}
+        for saga in sagas:
+            self.track(saga)
+
+    def in_flight(self) -> list[tuple[str, int]]:
+        """(workflow, created_at) of each saga not yet ended on this worker's partitions."""
+        return list(self._in_flight.values())
 
     def refresh(self, assignment: Hashable, read_sagas: Callable[[], Iterable[Saga]]) -> None:
         """Rebuild when this worker's partitions changed."""

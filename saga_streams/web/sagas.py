@@ -96,6 +96,12 @@ def saga_json(saga: Saga, workflows: Registry, policy: RetryPolicy | None = None
             "max_attempts": policy.max_attempts,
             "max_delay_s": policy.max_delay_ms / 1000,
         }
+        # The detail only: pages of GET /sagas stay small.
+        body["cancelled_by"] = saga.cancelled_by
+        body["history"] = [
+            {"at": iso_ms(e.at), "event": e.event, "step": e.step, "detail": e.detail}
+            for e in saga.history
+        ]
     return body
 
 

@@ -1,0 +1,110 @@
+"""``python -m saga_streams saga retry|cancel|show ID``: an operator's hand on one saga,
+over the orchestrator's HTTP API.
+
+Retry and cancel answer 202 once the orchestrator has the action; the saga moves when its
+agent takes it (``saga show`` then tells). The server's ``error`` is printed as it is,
+and the exit code is non-zero, for a saga that is unknown (404) or whose state does not
+allow the action (409).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+import urllib.error
+from typing import Any
+from urllib.parse import quote
+
+from saga_streams.http_client import http_json
+
+__all__ = ["main"]
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m saga_streams saga", description="Look at or move one saga by hand."
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    for verb, text in (
+        ("retry", "send the awaited command again now, with a fresh round of attempts"),
+        ("cancel", "roll the saga back from the step it waits on"),
+        ("show", "print the saga's steps and history"),
+    ):
+        sub = verbs.add_parser(verb, help=text)
+        sub.add_argument("saga_id", metavar="ID")
+        sub.add_argument(
+            "--url", default=DEFAULT_URL, help=f"the orchestrator (default {DEFAULT_URL})"
+        )
+        if verb != "show":
+            sub.add_argument(
+                "--reason", help="why, for the saga's history (at most 500 characters)"
+            )
+            sub.add_argument(
+                "--operator",
+                default=None,
+                help="who asks, for the history (default: your user name)",
+            )
+    return parser
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no user name in the environment or the password file
+        return "cli"
+
+
+def _show(saga: dict[str, Any]) -> str:
+    lines = [
+        f"saga {saga['saga_id']}: {saga['status']} ({saga['workflow']}, {saga['amount']} "
+        f"from {saga['from_account']} to {saga['to_account']})"
+    ]
+    if saga.get("cancelled_by"):
+        lines.append(f"cancelled by {saga['cancelled_by']}")
+    lines.append("steps:")
+    for step in saga["steps"]:
+        error = f"  error: {step['error']}" if step["error"] else ""
+        lines.append(
+            f"  {step['step']}. {step['service']}.{step['action']} on {step['account']}: "
+            f"{step['outcome']} (attempts {step['attempts']}, compensations "
+            f"{step['compensation_attempts']}){error}"
+        )
+    lines.append("history:")
+    for entry in saga.get("history", []):
+        step = "" if entry["step"] is None else f" step {entry['step']}"
+        lines.append(f"  {entry['at']}  {entry['event']}{step}: {entry['detail']}")
+    return "\n".join(lines)
+
+
+def _request(args: argparse.Namespace) -> tuple[int, Any]:
+    base = args.url.rstrip("/") + "/sagas/" + quote(args.saga_id, safe="")
+    if args.verb == "show":
+        return http_json("GET", base)
+    body = {} if args.reason is None else {"reason": args.reason}
+    operator = args.operator or _who()
+    return http_json("POST", f"{base}/{args.verb}", body, headers={"X-Operator": operator})
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        status, body = _request(args)
+    except (urllib.error.URLError, OSError) as exc:
+        why = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        print(f"saga_streams: cannot reach the orchestrator at {args.url}: {why}", file=sys.stderr)
+        return 1
+    error = body.get("error") if isinstance(body, dict) else body
+    if status >= 400 or not isinstance(body, dict):
+        print(f"saga_streams: {status}: {error}", file=sys.stderr)
+        return 1
+    if args.verb == "show":
+        print(_show(body))
+        return 0
+    print(
+        f"{args.verb} of saga {args.saga_id} accepted (status {body['status']} when asked); "
+        f"follow it with: python -m saga_streams saga show {args.saga_id}"
+    )
+    return 0
