@@ -134,4 +134,8 @@ def test_cancel_rolls_back_a_saga_stuck_on_a_killed_participant(
     assert_history_tells_the_cancel(saga)
     stack.assert_invariants()
 
+    # The history lives in the saga's table value: it survives the orchestrator's kill -9.
+    stack.restart("orchestrator", kill=True)
+    assert stack.saga(saga_id)["history"] == saga["history"]
+
     assert_cli_answers(stack, saga_id)
