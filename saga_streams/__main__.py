@@ -1,4 +1,4 @@
-"""Command line: ``python -m saga_streams worker ROLE | run | kafka``."""
+"""Command line: ``python -m saga_streams worker ROLE | run | kafka | transfer | ...``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,13 @@ python -m saga_streams audit   # check the invariants through the HTTP API (exit
 python -m saga_streams chaos   # kill, pause and restart processes under load; check after
 python -m saga_streams bench   # completed sagas per second, latency, CPU, against the ceiling
 python -m saga_streams saga retry|cancel ID [--reason R] [--url U]  # an operator's hand on
-                               #   one saga; saga show ID: its steps and history
+                               #   one saga; saga [show] ID: its steps and history
+python -m saga_streams transfer AMOUNT [--from A] [--to B] [--workflow W] [--wait]
+                               #   start a saga, print its id; --wait: follow it, exit 0
+                               #   only if COMPLETED (1 FAILED/ROLLED_BACK, 3 --timeout)
+python -m saga_streams sagas [--status S] [--limit N]  # the newest sagas, as a table
+python -m saga_streams balance [ACCOUNT]  # one account's balance, or each participant's
+                               #   default account; each takes --url (API_TOKEN is sent)
 ROLE is one of: """ + ", ".join(ROLES)
 
 
@@ -69,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         from saga_streams.saga_cli import main as saga_main
 
         return saga_main(rest)
+    if command in ("transfer", "sagas", "balance"):
+        from saga_streams.terminal import main as terminal_main
+
+        return terminal_main(command, rest)
     if command == "run":
         from saga_streams.local.stack import main as stack_main
 

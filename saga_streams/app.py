@@ -19,6 +19,7 @@ from saga_streams.connection import KafkaAccess
 from saga_streams.roles import ORCHESTRATOR, PARTICIPANTS, Role, check_workflows
 from saga_streams.saga.dsl import Registry
 from saga_streams.topics import TopicError, TopicSpec, provision_topics
+from saga_streams.web.auth import require_token, warn_if_open
 from saga_streams.web.cors import allow_cross_origin_reads
 
 __all__ = [
@@ -118,8 +119,11 @@ class SagaApp(faust.App):
 
     kafka: KafkaAccess
     workflows: Registry
+    settings: Settings
 
     async def on_first_start(self) -> None:
+        # Here rather than in create_app: the worker's log handlers exist by now.
+        warn_if_open(self.settings)
         # Faust creates the data folder without its parents; DATA_DIR may be new.
         Path(self.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
         await super().on_first_start()
@@ -195,9 +199,13 @@ def create_app(role: Role, settings: Settings, workflows: Registry) -> SagaApp:
         key_serializer="raw",
         value_serializer="json",
         # The dashboard (on the orchestrator's port) reads every role's GET answers.
-        web_application_options={"middlewares": [allow_cross_origin_reads]},
+        # CORS outermost: it answers a preflight, which carries no token, by itself.
+        web_application_options={
+            "middlewares": [allow_cross_origin_reads, require_token(settings)]
+        },
     )
     app.kafka = settings.kafka
+    app.settings = settings
     app.workflows = workflows
     return app
 

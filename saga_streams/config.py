@@ -43,6 +43,10 @@ class Settings:
     #: to reach it (the host of its Faust ``canonical_url``).
     web_bind: str = "127.0.0.1"
     web_host: str = "127.0.0.1"
+    #: The bearer token every mutating request must carry (API_TOKEN); None: no token.
+    api_token: str | None = None
+    #: Whether reads need the token too (API_TOKEN_READS=1), apart from health and metrics.
+    api_token_reads: bool = False
 
     @property
     def kafka_broker(self) -> str:
@@ -250,6 +254,37 @@ def _kafka_access(env: Mapping[str, str]) -> KafkaAccess:
     )
 
 
+#: Shorter tokens are guessable; the check cannot tell a random one from a word, though.
+MIN_TOKEN_LENGTH = 16
+
+
+def _api_token(env: Mapping[str, str]) -> str | None:
+    """``API_TOKEN``: unset means no authentication; set, it must be usable as a bearer
+    token (an empty one set by mistake must not silently turn authentication off)."""
+    raw = env.get("API_TOKEN")
+    if raw is None:
+        return None
+    if not raw or any(c.isspace() for c in raw):
+        raise ConfigError("API_TOKEN is empty or holds whitespace; unset it or use a long token")
+    if len(raw) < MIN_TOKEN_LENGTH:
+        raise ConfigError(f"API_TOKEN is shorter than {MIN_TOKEN_LENGTH} characters")
+    return raw
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip()
+    if raw not in ("", "0", "1"):
+        raise ConfigError(f"{name}={raw!r}: use 1 (on) or 0 (off)")
+    return raw == "1"
+
+
+def _token_reads(env: Mapping[str, str]) -> bool:
+    reads = _flag(env, "API_TOKEN_READS")
+    if reads and _api_token(env) is None:
+        raise ConfigError("API_TOKEN_READS=1 needs API_TOKEN")
+    return reads
+
+
 _TLS_FILES = ("KAFKA_SSL_CAFILE", "KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE")
 
 
@@ -268,6 +303,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         accounts=_participant_accounts(env),
         web_bind=env.get("WEB_BIND", "").strip() or "127.0.0.1",
         web_host=env.get("WEB_HOST", "").strip() or "127.0.0.1",
+        api_token=_api_token(env),
+        api_token_reads=_token_reads(env),
         retry_policy=RetryPolicy(
             step_timeout_ms=_seconds(env, "STEP_TIMEOUT", 5.0, maximum=3600),
             max_attempts=_positive_int(env, "STEP_MAX_ATTEMPTS", 3, maximum=100),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -20,9 +21,15 @@ def http_json(
     content_type: str = "application/json",
     headers: Mapping[str, str] | None = None,
 ) -> tuple[int, Any]:
-    """One request to a worker's JSON API: (status, decoded body)."""
+    """One request to a worker's JSON API: (status, decoded body). Sends
+    ``Authorization: Bearer $API_TOKEN`` when the environment has a token and ``headers``
+    carry no Authorization of their own."""
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
+    token = os.environ.get("API_TOKEN", "").strip()
+    # The same variable the workers read: the tooling and the audit work with a token set.
+    if token and not request.has_header("Authorization"):
+        request.add_header("Authorization", f"Bearer {token}")
     if data is not None:
         request.add_header("Content-Type", content_type)
     try:

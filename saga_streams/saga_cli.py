@@ -1,5 +1,5 @@
 """``python -m saga_streams saga retry|cancel|show ID``: an operator's hand on one saga,
-over the orchestrator's HTTP API.
+over the orchestrator's HTTP API; ``saga ID`` is ``saga show ID``.
 
 Retry and cancel answer 202 once the orchestrator has the action; the saga moves when its
 agent takes it (``saga show`` then tells). The server's ``error`` is printed as it is,
@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-import urllib.error
 from typing import Any
 from urllib.parse import quote
 
 from saga_streams.http_client import http_json
+from saga_streams.money import cents, format_dollars
+from saga_streams.terminal import Api, ApiError
 
 __all__ = ["main"]
 
@@ -59,7 +60,8 @@ def _who() -> str:
 
 def _show(saga: dict[str, Any]) -> str:
     lines = [
-        f"saga {saga['saga_id']}: {saga['status']} ({saga['workflow']}, {saga['amount']} "
+        f"saga {saga['saga_id']}: {saga['status']} ({saga['workflow']}, "
+        f"{format_dollars(cents(saga['amount']))} "
         f"from {saga['from_account']} to {saga['to_account']})"
     ]
     if saga.get("cancelled_by"):
@@ -79,26 +81,28 @@ def _show(saga: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _request(args: argparse.Namespace) -> tuple[int, Any]:
-    base = args.url.rstrip("/") + "/sagas/" + quote(args.saga_id, safe="")
+def _request(args: argparse.Namespace) -> dict[str, Any]:
+    api = Api(args.url, http_json)
+    path = "/sagas/" + quote(args.saga_id, safe="")
     if args.verb == "show":
-        return http_json("GET", base)
+        return api.call("GET", path)
     body = {} if args.reason is None else {"reason": args.reason}
-    operator = args.operator or _who()
-    return http_json("POST", f"{base}/{args.verb}", body, headers={"X-Operator": operator})
+    api.headers = {**api.headers, "X-Operator": args.operator or _who()}
+    return api.call("POST", f"{path}/{args.verb}", body)
+
+
+VERBS = ("retry", "cancel", "show")
 
 
 def main(argv: list[str]) -> int:
+    # ``saga ID``: the detail, the common case, without the verb.
+    if argv and argv[0] not in VERBS and not argv[0].startswith("-"):
+        argv = ["show", *argv]
     args = _parser().parse_args(argv)
     try:
-        status, body = _request(args)
-    except (urllib.error.URLError, OSError) as exc:
-        why = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        print(f"saga_streams: cannot reach the orchestrator at {args.url}: {why}", file=sys.stderr)
-        return 1
-    error = body.get("error") if isinstance(body, dict) else body
-    if status >= 400 or not isinstance(body, dict):
-        print(f"saga_streams: {status}: {error}", file=sys.stderr)
+        body = _request(args)
+    except ApiError as exc:
+        print(f"saga_streams: {exc}", file=sys.stderr)
         return 1
     if args.verb == "show":
         print(_show(body))

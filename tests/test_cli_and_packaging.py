@@ -107,6 +107,8 @@ def test_docker_compose_file_is_valid_and_keeps_the_contract() -> None:
         assert set(service["depends_on"]) == brokers
         rates = {"SERVICE_A_FAILURE_RATE", "SERVICE_B_FAILURE_RATE", "SERVICE_C_FAILURE_RATE"}
         assert {"DATA_DIR", *rates} <= set(env)
+        # The API token comes from the checked-in env file, a placeholder to replace.
+        assert env["API_TOKEN"] == "change-me-to-a-long-random-token"
     for broker in brokers:
         kafka = services[broker]
         assert kafka["image"].startswith("apache/kafka:3.9")

@@ -13,6 +13,7 @@ from saga_streams.rules import TransferRules
 from saga_streams.web.validation import (
     BadRequest,
     TransferInput,
+    parse_account_query,
     parse_saga_query,
     parse_transfer,
 )
@@ -143,6 +144,39 @@ def test_saga_query() -> None:
     ):
         with pytest.raises(BadRequest):
             parse_saga_query(bad)
+
+
+# Found while writing the OpenAPI document: "²".isdigit() is true and int("²") raises, a
+# 500 on GET /sagas and GET /accounts; Arabic-Indic digits and "1_0" were taken as numbers.
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"limit": "\u00b2"},
+        {"limit": "\u0661"},
+        {"cursor": "\u00b2.abc"},
+        {"cursor": "\u0661.abc"},
+        {"older_than": "1_0"},
+        {"older_than": " 5"},
+        {"older_than": "inf"},
+        {"older_than": "NaN"},
+        {"older_than": "1e999"},
+        {"older_than": "-1"},
+    ],
+)
+def test_saga_query_takes_ascii_numbers_only(bad: dict[str, str]) -> None:
+    with pytest.raises(BadRequest):
+        parse_saga_query(bad)
+
+
+def test_saga_query_older_than_as_numbers_are_written() -> None:
+    for raw, seconds in (("0", 0.0), ("90", 90.0), ("1.5", 1.5), ("1e3", 1000.0), (".5", 0.5)):
+        assert parse_saga_query({"older_than": raw}).older_than == seconds
+
+
+@pytest.mark.parametrize("limit", ["\u00b2", "\u0661", "+5"])
+def test_account_query_takes_ascii_limits_only(limit: str) -> None:
+    with pytest.raises(BadRequest):
+        parse_account_query({"limit": limit})
 
 
 def test_settings_defaults_and_rejections() -> None:

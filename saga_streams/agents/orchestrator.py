@@ -41,6 +41,7 @@ from saga_streams.tables.sagas import SagaStore
 from saga_streams.web.dashboard import register_dashboard
 from saga_streams.web.health import register_health_view
 from saga_streams.web.integrity import register_integrity_view
+from saga_streams.web.openapi import register_openapi_view
 from saga_streams.web.operator import OperatorViews, register_operator_views
 from saga_streams.web.sagas import SagaViews, register_saga_views
 from saga_streams.workflows import WORKFLOWS
@@ -94,6 +95,7 @@ class Orchestrator:
         register_health_view(self.app, ORCHESTRATOR)
         register_dashboard(self.app)
         register_integrity_view(self.app, self.sagas.table, peers)
+        register_openapi_view(self.app, "orchestrator")
 
     def read(self, raw: bytes) -> Input | None:
         """One input of a saga, or None (logged) for anything else on the topics."""

@@ -28,6 +28,7 @@ from saga_streams.tables.accounts import AccountStore
 from saga_streams.web.accounts import AccountViews, register_account_views
 from saga_streams.web.health import register_health_view
 from saga_streams.web.integrity import register_integrity_view
+from saga_streams.web.openapi import register_openapi_view
 
 __all__ = ["ParticipantService", "create_participant_app", "describe"]
 
@@ -97,6 +98,7 @@ class ParticipantService:
         register_integrity_view(
             self.app, self.accounts.table, self.wiring.peers, AccountStore.owner_of
         )
+        register_openapi_view(self.app, "participant")
 
     def read(self, event: EventT[bytes]) -> Command | None:
         """The command in ``event``, or None (logged) for anything else on the topics."""

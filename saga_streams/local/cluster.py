@@ -124,6 +124,12 @@ class LocalCluster:
         return self.workers[name].log_text()
 
     # -- HTTP ---------------------------------------------------------------------------
+    def authorization(self) -> dict[str, str]:
+        """The workers' ``API_TOKEN`` (from the cluster's ``env``) as a header, if any;
+        without one here, ``http_json`` sends the caller's own ``API_TOKEN``."""
+        token = self.env.get("API_TOKEN")
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def url(self, name: str, path: str = "") -> str:
         """``name``: a worker's name; a role's name is its first worker."""
         return f"http://127.0.0.1:{self.ports[name]}{path}"
@@ -132,10 +138,12 @@ class LocalCluster:
         self, amount: Any, timeout: float = 10.0, workflow: str | None = None
     ) -> tuple[int, Any]:
         body = {"amount": amount} if workflow is None else {"amount": amount, "workflow": workflow}
-        return http_json("POST", self.url("orchestrator", "/transfer"), body, timeout)
+        url = self.url("orchestrator", "/transfer")
+        return http_json("POST", url, body, timeout, headers=self.authorization())
 
     def saga(self, saga_id: str) -> dict[str, Any]:
-        status, body = http_json("GET", self.url("orchestrator", f"/sagas/{saga_id}"))
+        url = self.url("orchestrator", f"/sagas/{saga_id}")
+        status, body = http_json("GET", url, headers=self.authorization())
         assert status == 200, body
         return dict(body)
 
@@ -144,7 +152,7 @@ class LocalCluster:
         return read_sagas(self.url("orchestrator"))
 
     def balance_cents(self, role: str) -> int:
-        status, body = http_json("GET", self.url(role, "/balance"))
+        status, body = http_json("GET", self.url(role, "/balance"), headers=self.authorization())
         assert status == 200, body
         return cents(body["balance"])
 

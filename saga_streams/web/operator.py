@@ -25,7 +25,12 @@ from yarl import URL
 from saga_streams.app import OPERATOR_TOPIC
 from saga_streams.messages import OperatorAction, OperatorVerb, encode
 from saga_streams.saga.state import TERMINAL, now_ms
-from saga_streams.web.routing import LOCAL_HEADER, Unavailable, is_forwarded, unavailable
+from saga_streams.web.routing import (
+    Unavailable,
+    forwarded_headers,
+    is_forwarded,
+    unavailable,
+)
 from saga_streams.web.sagas import ACK_WAIT_S, SagaViews, saga_json
 from saga_streams.web.validation import BadRequest
 
@@ -113,7 +118,8 @@ class OperatorViews:
             except KeyError:
                 raise Unavailable("the partitions are being assigned") from None
             if not views.peers.is_self(owner):
-                return await _ask(owner.with_path(f"/sagas/{saga_id}"))
+                url = owner.with_path(f"/sagas/{saga_id}")
+                return await _ask(url, forwarded_headers(request))
         if not views.peers.serving():
             raise Unavailable("this worker is recovering its tables")
         saga = views.sagas.read(saga_id)
@@ -153,12 +159,12 @@ class OperatorViews:
         return view.json(saga, status=202)
 
 
-async def _ask(url: URL) -> tuple[int, dict[str, Any]]:
+async def _ask(url: URL, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
     """GET the saga from the worker that holds it (answering from its own table)."""
     try:
         async with (
             aiohttp.ClientSession(timeout=_OWNER_TIMEOUT) as session,
-            session.get(url, headers={LOCAL_HEADER: "1"}) as response,
+            session.get(url, headers=headers) as response,
         ):
             body = await response.json(content_type=None)
     except (TimeoutError, aiohttp.ClientError, ValueError) as exc:

@@ -30,6 +30,7 @@ __all__ = [
     "Peers",
     "Unavailable",
     "answer_for_key",
+    "forwarded_headers",
     "gather_from_peers",
     "is_forwarded",
     "unavailable",
@@ -45,6 +46,17 @@ class Unavailable(Exception):
 
 def is_forwarded(request: Request) -> bool:
     return request.headers.get(LOCAL_HEADER) == "1"
+
+
+def forwarded_headers(request: Request) -> dict[str, str]:
+    """The headers of a request forwarded to another worker of the role: the local mark,
+    and the caller's Authorization, which the other worker checks again (with
+    ``API_TOKEN_READS=1`` it would refuse the forwarded request without it)."""
+    headers = {LOCAL_HEADER: "1"}
+    authorization = request.headers.get("Authorization")
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    return headers
 
 
 def _ident(url: URL | str) -> tuple[str, int]:
@@ -104,11 +116,11 @@ class Alone(Peers):
         return [URL(str(self.app.conf.canonical_url))]
 
 
-async def _forward(url: URL) -> tuple[int, Any]:
+async def _forward(url: URL, headers: dict[str, str]) -> tuple[int, Any]:
     try:
         async with (
             aiohttp.ClientSession(timeout=_TIMEOUT) as session,
-            session.get(url, headers={LOCAL_HEADER: "1"}) as response,
+            session.get(url, headers=headers) as response,
         ):
             return response.status, await response.json(content_type=None)
     except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
@@ -137,7 +149,7 @@ async def answer_for_key(
         if not peers.is_self(owner):
             target = request.url.with_host(owner.host or "127.0.0.1").with_port(owner.port)
             try:
-                status, body = await _forward(target)
+                status, body = await _forward(target, forwarded_headers(request))
             except Unavailable as exc:
                 return unavailable(view, str(exc))
             return view.json(body, status=status)
@@ -170,7 +182,8 @@ async def gather_from_peers(
             answers.append(local())
         else:
             remote.append(request.url.with_host(url.host or "127.0.0.1").with_port(url.port))
-    for status, body in await asyncio.gather(*(_forward(u) for u in remote)):
+    headers = forwarded_headers(request)
+    for status, body in await asyncio.gather(*(_forward(u, headers) for u in remote)):
         if status != 200:
             raise Unavailable(f"a worker answered {status}: {body}")
         answers.append(body)

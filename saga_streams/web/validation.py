@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -27,6 +28,17 @@ __all__ = [
 SAGA_STATUSES = STATUSES
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+
+
+#: A number as a query string writes it: ASCII digits, an optional fraction and exponent.
+#: ``float()`` alone also takes "1_000", "inf" and padding, which no client means.
+_QUERY_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+
+
+def _is_whole(raw: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes "²" and Arabic-Indic digits, which
+    ``int()`` refuses (a 500) or reads as a number the client did not write."""
+    return raw.isascii() and raw.isdigit()
 
 
 class BadRequest(ValueError):
@@ -131,7 +143,7 @@ def _limit(query: Mapping[str, str]) -> int:
     if "limit" not in query:
         return DEFAULT_PAGE_SIZE
     raw = query["limit"]
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+    if not _is_whole(raw) or not 1 <= int(raw) <= MAX_PAGE_SIZE:
         raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}")
     return int(raw)
 
@@ -159,15 +171,13 @@ def parse_saga_query(query: dict[str, str]) -> SagaQuery:
     cursor = None
     if "cursor" in query:
         created, _, saga_id = query["cursor"].partition(".")
-        if not created.isdigit() or not saga_id:
+        if not _is_whole(created) or not saga_id:
             raise BadRequest("cursor is malformed; use the 'next' link of the previous page")
         cursor = (int(created), saga_id)
     older_than = None
     if "older_than" in query:
-        try:
-            older_than = float(query["older_than"])
-        except ValueError:
-            older_than = -1.0
+        raw = query["older_than"]
+        older_than = float(raw) if _QUERY_NUMBER.fullmatch(raw) else -1.0
         if not 0 <= older_than < 10**9:  # also rejects NaN
             raise BadRequest("older_than must be a number of seconds, 0 or more")
     return SagaQuery(status=status, limit=limit, cursor=cursor, older_than=older_than)

@@ -40,7 +40,11 @@
   }
 
   async function getJson(url) {
-    const response = await fetch(url, { headers: { Accept: "application/json" } });
+    // With API_TOKEN_READS=1 the reads need the token too (a cross-origin one is then
+    // preflighted, which the participants answer).
+    const headers = { Accept: "application/json" };
+    if (token()) headers.Authorization = `Bearer ${token()}`;
+    const response = await fetch(url, { headers });
     let body = null;
     try {
       body = await response.json();
