@@ -39,7 +39,7 @@ from saga_streams.saga.events import (
     StepTimedOut,
 )
 from saga_streams.saga.policy import RetryPolicy
-from saga_streams.saga.state import Saga
+from saga_streams.saga.state import STATUSES, TERMINAL, Saga
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -131,7 +131,7 @@ class SagaMetrics:
         for name in workflows:
             # Present from the start at 0, so a rate over them is defined at once.
             self.started.labels(workflow=name)
-            for status in ("COMPLETED", "ROLLED_BACK", "FAILED"):
+            for status in (s for s in STATUSES if s in TERMINAL):
                 self.finished.labels(workflow=name, status=status)
         registry.register(_InFlightCollector(workflows, in_flight, stuck_after, clock))
 
