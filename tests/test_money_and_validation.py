@@ -269,3 +269,9 @@ def test_kafka_security_settings_are_checked_together(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as info:
             load_settings(env)
         assert name in str(info.value), (env, info.value)
+
+
+def test_a_body_nested_too_deep_is_a_400_not_a_crash() -> None:
+    for body in (b"[" * 100_000, b'{"amount": ' + b"[" * 100_000):
+        with pytest.raises(BadRequest, match="nested too deeply"):
+            transfer(body)
