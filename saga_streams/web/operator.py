@@ -10,29 +10,24 @@ records either in the saga's history.
 
 from __future__ import annotations
 
-import asyncio
-import json
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import faust
-from aiokafka.errors import KafkaError
-from faust.exceptions import ProducerSendError
 from faust.web import Request, Response, View
-from yarl import URL
 
 from saga_streams.app import OPERATOR_TOPIC
 from saga_streams.messages import OperatorAction, OperatorVerb, encode
 from saga_streams.saga.state import TERMINAL, now_ms
 from saga_streams.web.routing import (
     Unavailable,
+    forward,
     forwarded_headers,
     is_forwarded,
     unavailable,
 )
 from saga_streams.web.sagas import ACK_WAIT_S, SagaViews, saga_json
-from saga_streams.web.validation import BadRequest
+from saga_streams.web.validation import BadRequest, json_object
 
 __all__ = [
     "MAX_OPERATOR_LENGTH",
@@ -46,31 +41,13 @@ MAX_REASON_LENGTH = 500
 #: The X-Operator header is written into the history: a name, not a document.
 MAX_OPERATOR_LENGTH = 100
 OPERATOR_HEADER = "X-Operator"
-_OWNER_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    for key in keys:
-        if keys.count(key) > 1:
-            raise BadRequest(f"field {key!r} appears twice")
-    return dict(pairs)
 
 
 def parse_operator_body(content_type: str, body: bytes) -> str | None:
     """The reason of a retry or cancel: an empty body, or JSON ``{"reason": "..."}``."""
     if not body.strip():
         return None
-    if content_type != "application/json":
-        raise BadRequest("Content-Type must be application/json")
-    try:
-        data = json.loads(body, object_pairs_hook=_no_duplicates)
-    except BadRequest:
-        raise
-    except (ValueError, RecursionError):
-        raise BadRequest("body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise BadRequest('body must be a JSON object like {"reason": "..."}')
+    data = json_object(content_type, body, example='{"reason": "..."}')
     unknown = sorted(set(data) - {"reason"})
     if unknown:
         raise BadRequest(f"unknown field {unknown[0]!r}; expected only 'reason'")
@@ -118,8 +95,12 @@ class OperatorViews:
             except KeyError:
                 raise Unavailable("the partitions are being assigned") from None
             if not views.peers.is_self(owner):
-                url = owner.with_path(f"/sagas/{saga_id}")
-                return await _ask(url, forwarded_headers(request))
+                status, body = await forward(
+                    owner.with_path(f"/sagas/{saga_id}"), forwarded_headers(request)
+                )
+                if status not in (200, 404) or not isinstance(body, dict):
+                    raise Unavailable(f"the worker holding saga {saga_id!r} answered {status}")
+                return status, body
         if not views.peers.serving():
             raise Unavailable("this worker is recovering its tables")
         saga = views.sagas.read(saga_id)
@@ -148,30 +129,11 @@ class OperatorViews:
         if conflict is not None:
             return view.json({"error": conflict}, status=409)
         message = OperatorAction(saga_id, action, by, now_ms(), reason)
-        try:
-            async with asyncio.timeout(ACK_WAIT_S):
-                pending = await self.sagas.send(OPERATOR_TOPIC, saga_id, encode(message))
-                await pending
-        except (TimeoutError, KafkaError, ProducerSendError) as exc:
-            why = "no answer" if isinstance(exc, TimeoutError) else type(exc).__name__
+        why = await self.sagas.publish(OPERATOR_TOPIC, saga_id, encode(message))
+        if why is not None:
             error = f"Kafka did not take the {action} within {ACK_WAIT_S:g}s ({why}); try again"
             return view.json({"error": error}, status=503)
         return view.json(saga, status=202)
-
-
-async def _ask(url: URL, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    """GET the saga from the worker that holds it (answering from its own table)."""
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=_OWNER_TIMEOUT) as session,
-            session.get(url, headers=headers) as response,
-        ):
-            body = await response.json(content_type=None)
-    except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-        raise Unavailable(f"worker {url.host}:{url.port} did not answer ({exc!r})") from None
-    if response.status not in (200, 404) or not isinstance(body, dict):
-        raise Unavailable(f"worker {url.host}:{url.port} answered {response.status}")
-    return response.status, body
 
 
 def register_operator_views(app: faust.App, views: OperatorViews) -> None:

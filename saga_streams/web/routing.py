@@ -30,6 +30,7 @@ __all__ = [
     "Peers",
     "Unavailable",
     "answer_for_key",
+    "forward",
     "forwarded_headers",
     "gather_from_peers",
     "is_forwarded",
@@ -116,7 +117,9 @@ class Alone(Peers):
         return [URL(str(self.app.conf.canonical_url))]
 
 
-async def _forward(url: URL, headers: dict[str, str]) -> tuple[int, Any]:
+async def forward(url: URL, headers: dict[str, str]) -> tuple[int, Any]:
+    """GET ``url`` from another worker of the role: (status, JSON body); ``Unavailable``
+    if it does not answer."""
     try:
         async with (
             aiohttp.ClientSession(timeout=_TIMEOUT) as session,
@@ -149,7 +152,7 @@ async def answer_for_key(
         if not peers.is_self(owner):
             target = request.url.with_host(owner.host or "127.0.0.1").with_port(owner.port)
             try:
-                status, body = await _forward(target, forwarded_headers(request))
+                status, body = await forward(target, forwarded_headers(request))
             except Unavailable as exc:
                 return unavailable(view, str(exc))
             return view.json(body, status=status)
@@ -183,7 +186,7 @@ async def gather_from_peers(
         else:
             remote.append(request.url.with_host(url.host or "127.0.0.1").with_port(url.port))
     headers = forwarded_headers(request)
-    for status, body in await asyncio.gather(*(_forward(u, headers) for u in remote)):
+    for status, body in await asyncio.gather(*(forward(u, headers) for u in remote)):
         if status != 200:
             raise Unavailable(f"a worker answered {status}: {body}")
         answers.append(body)

@@ -191,17 +191,12 @@ class SagaViews:
         # Kafka has acknowledged the request: an accepted saga is never lost. The answer
         # is the seed's, field for field; GET /sagas/{id} shows the accounts.
         message = _request(transfer)
-        try:
-            async with asyncio.timeout(ACK_WAIT_S):
-                pending = await self.send(TRANSFER_REQUEST_TOPIC, message.saga_id, encode(message))
-                await pending
-        except (TimeoutError, KafkaError, ProducerSendError) as exc:
-            # Brokers down, or too few in-sync replicas for acks=all. Kafka cannot take a
-            # message back: a request its leader appended in time, still waiting for its
-            # replicas, runs once they return. One appended later (no leader until then)
-            # is refused by the orchestrator (accept_by). Either way it runs whole or not
-            # at all, and the saga id in the answer tells which.
-            why = "no answer" if isinstance(exc, TimeoutError) else type(exc).__name__
+        why = await self.publish(TRANSFER_REQUEST_TOPIC, message.saga_id, encode(message))
+        if why is not None:
+            # Kafka cannot take a message back: a request its leader appended in time,
+            # still waiting for its replicas, runs once they return. One appended later
+            # (no leader until then) is refused by the orchestrator (accept_by). Either
+            # way it runs whole or not at all, and the saga id in the answer tells which.
             error = (
                 f"Kafka did not acknowledge the transfer within {ACK_WAIT_S:g}s ({why}); "
                 f"try again shortly. If the request reached Kafka it may still run once "
@@ -215,6 +210,18 @@ class SagaViews:
             "message": "Transfer saga initiated",
         }
         return view.json(accepted, status=202)
+
+    async def publish(self, topic: str, key: str, value: bytes) -> str | None:
+        """Send and wait for Kafka's acknowledgement, at most ``ACK_WAIT_S``; None once
+        acknowledged, else why not (brokers down, or too few in-sync replicas for
+        acks=all), for a 503."""
+        try:
+            async with asyncio.timeout(ACK_WAIT_S):
+                pending = await self.send(topic, key, value)
+                await pending
+        except (TimeoutError, KafkaError, ProducerSendError) as exc:
+            return "no answer" if isinstance(exc, TimeoutError) else type(exc).__name__
+        return None
 
     async def listing(self, view: View, request: Request) -> Response:
         try:

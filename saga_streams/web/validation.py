@@ -20,6 +20,7 @@ __all__ = [
     "BadRequest",
     "SagaQuery",
     "TransferInput",
+    "json_object",
     "parse_account_query",
     "parse_saga_query",
     "parse_transfer",
@@ -80,8 +81,11 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object, strictly: no NaN, no duplicate keys, exact decimals."""
+def json_object(content_type: str, body: bytes, example: str = '{"amount": 100}') -> dict[str, Any]:
+    """A JSON body that must be an object (like ``example``), strictly: the JSON content
+    type, no NaN, no duplicate keys, exact decimals, no nesting deeper than the parser."""
+    if content_type != "application/json":
+        raise BadRequest("Content-Type must be application/json")
     try:
         # Decimal keeps "0.1" exact, so "at most 2 decimals" is checked on what was sent.
         data = json.loads(
@@ -97,7 +101,7 @@ def _json_object(body: bytes) -> dict[str, Any]:
     except ValueError:  # JSONDecodeError, UnicodeDecodeError, int too long
         raise BadRequest("body is not valid JSON") from None
     if not isinstance(data, dict):
-        raise BadRequest('body must be a JSON object like {"amount": 100}')
+        raise BadRequest(f"body must be a JSON object like {example}")
     return data
 
 
@@ -109,9 +113,7 @@ def parse_transfer(content_type: str, body: bytes, rules: TransferRules) -> Tran
     applies to a request produced straight onto its topic; a party the request leaves out
     is the owning participant's default account.
     """
-    if content_type != "application/json":
-        raise BadRequest("Content-Type must be application/json")
-    data = _json_object(body)
+    data = json_object(content_type, body)
     fields = ("amount", "workflow", FROM_ACCOUNT, TO_ACCOUNT)
     unknown = sorted(set(data) - set(fields))
     if unknown:
