@@ -282,7 +282,11 @@ def test_three_nodes_replicate_and_serve_with_one_killed(tmp_path: Path) -> None
         kafka.stop()
         stop_seconds = time.monotonic() - began_stop
         assert not kafka.is_running()
-        assert [node.wait() for node in kafka.nodes] in ([143] * 3, [0] * 3)
+        # Clean exits, except that the last node may be left without a quorum while in
+        # its controlled shutdown: that one (at most) is killed.
+        codes = [node.wait() for node in kafka.nodes]
+        assert all(code in (0, 143, -9) for code in codes), codes
+        assert codes.count(-9) <= 1, codes
         print(
             f"\n3 nodes: cold start {kafka.last_start_seconds:.1f}s, acks=all produce with "
             f"one killed {produce_seconds:.1f}s, node restart "

@@ -378,7 +378,8 @@ class LocalKafka:
         Nodes left without a quorum (most of the others are down) are killed at once: a
         broker's controlled shutdown would wait minutes for a controller that cannot be
         elected.  A three-node stop takes ~6 s: the last quorum leader waits 5 s for a
-        successor before it exits.
+        successor before it exits; a node orphaned by the others' exit while still in its
+        controlled shutdown is killed after a grace (see :func:`~.kafka_node.stop_nodes`).
         """
         running = sum(node.is_running() for node in self.nodes)
         if len(self.nodes) > 1 and 2 * running <= len(self.nodes):

@@ -440,21 +440,35 @@ def wait_until(
         time.sleep(0.2)
 
 
-def stop_nodes(nodes: Iterable[KafkaNode], timeout: float = 30) -> None:
+def stop_nodes(nodes: Iterable[KafkaNode], timeout: float = 30, orphan_grace: float = 8) -> None:
     """Stop nodes cleanly, all at once (SIGTERM: Kafka's controlled shutdown), and
-    SIGKILL those still running after ``timeout`` seconds."""
+    SIGKILL those still running after ``timeout`` seconds.
+
+    When nodes stop together, those that finish first take their controllers with them:
+    once most of the quorum is gone, a node still in its controlled shutdown waits minutes
+    for a controller that can no longer be elected.  Such orphans get ``orphan_grace``
+    seconds (a quorum leader's own hand-over takes 5) and are then killed."""
     nodes = [node for node in nodes if node._proc is not None]
     for node in nodes:
         node.signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
+    began = time.monotonic()
+    orphaned_at: float | None = None
+    while True:
+        running = [node for node in nodes if node._proc is not None and node._proc.poll() is None]
+        now = time.monotonic()
+        if len(nodes) > 1 and running and 2 * len(running) < len(nodes) and orphaned_at is None:
+            orphaned_at = now
+        overdue = now - began >= timeout
+        orphans_overdue = orphaned_at is not None and now - orphaned_at >= orphan_grace
+        if not running or overdue or orphans_overdue:
+            break
+        time.sleep(0.1)
     for node in nodes:
         proc = node._proc
         assert proc is not None
-        try:
-            proc.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
+        if proc.poll() is None:
             node.signal(signal.SIGKILL)
-            proc.wait()
+        proc.wait()
         _RUNNING.discard(node)
 
 
