@@ -21,6 +21,9 @@ from saga_streams.saga.policy import RetryPolicy
 __all__ = ["ACCOUNT_ID", "ConfigError", "Settings", "load_settings", "parse_accounts"]
 
 DEFAULT_BROKER = "kafka://127.0.0.1:9092"
+DEFAULT_SAGA_RETENTION_S = 7 * 24 * 3600
+#: Sized from the open-loop benchmark (BENCHMARKS.md, "Backpressure").
+DEFAULT_MAX_IN_FLIGHT = 200
 
 
 class ConfigError(ValueError):
@@ -47,6 +50,12 @@ class Settings:
     api_token: str | None = None
     #: Whether reads need the token too (API_TOKEN_READS=1), apart from health and metrics.
     api_token_reads: bool = False
+    #: How long a terminal saga is kept after it ended (SAGA_RETENTION, seconds; default
+    #: 7 days), at least as long as the participants' ledgers remember its commands.
+    saga_retention_ms: int = DEFAULT_SAGA_RETENTION_S * 1000
+    #: STARTED and COMPENSATING sagas one orchestrator worker holds before POST /transfer
+    #: answers 429 (MAX_IN_FLIGHT).
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
 
     @property
     def kafka_broker(self) -> str:
@@ -305,6 +314,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         web_host=env.get("WEB_HOST", "").strip() or "127.0.0.1",
         api_token=_api_token(env),
         api_token_reads=_token_reads(env),
+        saga_retention_ms=_seconds(
+            env, "SAGA_RETENTION", DEFAULT_SAGA_RETENTION_S, maximum=10 * 365 * 86400
+        ),
+        max_in_flight=_positive_int(env, "MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, 1_000_000),
         retry_policy=RetryPolicy(
             step_timeout_ms=_seconds(env, "STEP_TIMEOUT", 5.0, maximum=3600),
             max_attempts=_positive_int(env, "STEP_MAX_ATTEMPTS", 3, maximum=100),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["RetryPolicy"]
+__all__ = ["ARRIVAL_MARGIN_MS", "RetryPolicy"]
 
 
 @dataclass(frozen=True)
@@ -25,3 +25,26 @@ class RetryPolicy:
         """How long to wait for a reply to the ``attempt``-th send (1-based)."""
         doubled: int = self.step_timeout_ms << min(attempt - 1, 32)
         return min(doubled, self.max_delay_ms)
+
+    def action_window_ms(self) -> int:
+        """From a step's first send to the orchestrator giving up on it: every send of
+        an action happens within this window of the first (``Command.issued_at``)."""
+        return sum(self.delay_ms(attempt) for attempt in range(1, self.max_attempts + 1))
+
+    def command_window_ms(self, steps: int) -> int:
+        """The longest a saga of ``steps`` steps goes between two commands about one
+        action: its later steps' forward runs (each at most an action window) before the
+        first compensation, then at most one more wait between two sends of it. Holds
+        when each compensation is acknowledged the first time it can be done."""
+        return steps * self.action_window_ms() + self.max_delay_ms
+
+    def ledger_retention_ms(self, steps: int) -> int:
+        """How long a participant remembers an action after last touching it (stream
+        time): a command window, plus ``ARRIVAL_MARGIN_MS`` for the time between a send
+        and its append and for the orchestrator's and participant's clocks to differ.
+        The argument is in ``accounts.py``; a saga is kept at least this long too."""
+        return self.command_window_ms(steps) + ARRIVAL_MARGIN_MS
+
+
+#: Send-to-append time and clock difference between workers that the ledger window allows.
+ARRIVAL_MARGIN_MS = 30_000
