@@ -47,4 +47,4 @@ class RetryPolicy:
 
 
 #: Send-to-append time and clock difference between workers that the ledger window allows.
-ARRIVAL_MARGIN_MS = 30_000
+ARRIVAL_MARGIN_MS = 10_000
