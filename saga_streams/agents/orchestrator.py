@@ -37,6 +37,7 @@ from saga_streams.saga.engine import RequestRefused, SagaInput, decide
 from saga_streams.saga.logbook import render
 from saga_streams.saga.state import now_ms
 from saga_streams.tables.deadlines import DeadlineIndex
+from saga_streams.tables.saga_index import SagaIndex, generation
 from saga_streams.tables.sagas import SagaStore
 from saga_streams.web.dashboard import register_dashboard
 from saga_streams.web.health import register_health_view
@@ -65,6 +66,8 @@ class Orchestrator:
         self.log = logging.getLogger("saga_streams.orchestrator")
         self.sagas = SagaStore(self.app, settings.partitions)
         self.deadlines = DeadlineIndex()
+        #: The sagas held here in listing order: GET /sagas reads a page, not the table.
+        self.index = SagaIndex()
         self.metrics = SagaMetrics(
             install_metrics(self.app, ORCHESTRATOR_INPUTS),
             workflows,
@@ -89,7 +92,7 @@ class Orchestrator:
         )
         self.app.timer(interval=1.0)(self.fire_timeouts)
         peers = self.wiring.peers
-        views = SagaViews(self.sagas, self.wiring.send, self.policy, self.rules, peers)
+        views = SagaViews(self.sagas, self.wiring.send, self.policy, self.rules, peers, self.index)
         register_saga_views(self.app, views)
         register_operator_views(self.app, OperatorViews(views))
         register_health_view(self.app, ORCHESTRATOR)
@@ -139,6 +142,7 @@ class Orchestrator:
         if decision.saga is not None and decision.saga != saga:
             self.sagas.put(decision.saga)
             self.deadlines.track(decision.saga)
+            self.index.track(decision.saga)
         for event in decision.events:
             self.log.info(render(event, self.workflows))
         return list(decision.commands)
@@ -166,6 +170,11 @@ class Orchestrator:
         """Tell the agent about overdue sagas. The timer only reads the table; the timeout
         travels through Kafka so that the agent, the only writer, makes the move."""
         self.deadlines.refresh(frozenset(self.app.assignor.assigned_actives()), self.sagas.all)
+        if self.wiring.peers.serving():
+            # Rebuilt once the tables are recovered, so that the first listing after a
+            # rebalance finds it ready (the listing refreshes it too, for a listing that
+            # comes before this timer).
+            self.index.refresh(generation(self.app), self.sagas.stored)
         for saga_id, deadline in self.deadlines.due(now_ms(), limit=1000):
             await self.wiring.send(
                 TIMEOUT_TOPIC, saga_id, encode(TimeoutElapsed(saga_id, deadline))

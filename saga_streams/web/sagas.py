@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import heapq
+import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +21,7 @@ from saga_streams.rules import TransferRules
 from saga_streams.saga.dsl import Registry, Workflow
 from saga_streams.saga.policy import RetryPolicy
 from saga_streams.saga.state import Saga, epoch_seconds, iso_ms, now_ms
+from saga_streams.tables.saga_index import SagaIndex, generation
 from saga_streams.tables.sagas import SagaStore
 from saga_streams.web.routing import (
     Peers,
@@ -127,26 +128,21 @@ def workflow_json(workflow: Workflow, default: str) -> dict[str, Any]:
 
 
 def _local_page(
-    sagas: SagaStore, workflows: Registry, query: SagaQuery, now_ms: int
+    sagas: SagaStore, index: SagaIndex, workflows: Registry, query: SagaQuery, now_ms: int
 ) -> dict[str, Any]:
     """This worker's share of a page: its first ``limit`` matches after the cursor, newest
     first, how many match in all, and how many follow the cursor."""
     # older_than: sagas created that many seconds ago or earlier (stuck ones, with a
-    # non-terminal status filter).
-    cutoff = None if query.older_than is None else now_ms - query.older_than * 1000
-    # Filtered and sorted as stored; only the page is turned into Saga objects.
-    matching = [
-        (data["created_at"], data["saga_id"], data)
-        for data in sagas.stored()
-        if query.status in (None, data["status"])
-        and (cutoff is None or data["created_at"] <= cutoff)
-    ]
-    after = [m for m in matching if query.cursor is None or (m[0], m[1]) < query.cursor]
-    page = heapq.nlargest(query.limit, after, key=lambda m: (m[0], m[1]))
+    # non-terminal status filter). created_at is whole milliseconds: rounding the cutoff
+    # down keeps exactly the sagas at or before it.
+    cutoff = None if query.older_than is None else math.floor(now_ms - query.older_than * 1000)
+    # The index finds the page and the counts; only the page's sagas are read.
+    ids, count, remaining = index.page(query.status, query.cursor, query.limit, cutoff)
+    page = [saga for saga in map(sagas.read, ids) if saga is not None]
     return {
-        "sagas": [saga_json(Saga.from_dict(data), workflows) for _, _, data in page],
-        "count": len(matching),
-        "remaining": len(after),
+        "sagas": [saga_json(saga, workflows) for saga in page],
+        "count": count,
+        "remaining": remaining,
     }
 
 
@@ -172,13 +168,16 @@ def _merge_pages(shares: list[dict[str, Any]], query: SagaQuery) -> dict[str, An
 class SagaViews:
     """What the orchestrator's views answer with. ``send``: how a request reaches the
     request topic; ``rules``: what a transfer may ask for, the same rules the agent
-    applies; ``peers``: the orchestrator's other workers, which hold the other sagas."""
+    applies; ``peers``: the orchestrator's other workers, which hold the other sagas;
+    ``index``: the sagas this worker holds in listing order, so that a page of
+    ``GET /sagas`` costs the page."""
 
     sagas: SagaStore
     send: Send
     policy: RetryPolicy
     rules: TransferRules
     peers: Peers
+    index: SagaIndex
 
     async def transfer(self, view: View, request: Request) -> Response:
         try:
@@ -231,7 +230,10 @@ class SagaViews:
         now = now_ms()
 
         def local() -> dict[str, Any]:
-            return _local_page(self.sagas, self.rules.workflows, query, now)
+            # Only called while the tables are recovered (gather_from_peers): after a
+            # rebalance, the first listing rebuilds the index before it is read.
+            self.index.refresh(generation(self.peers.app), self.sagas.stored)
+            return _local_page(self.sagas, self.index, self.rules.workflows, query, now)
 
         try:
             shares = await gather_from_peers(request, self.peers, self.sagas.table, local)
