@@ -128,6 +128,11 @@ class SagaMetrics:
             "saga_duplicates_ignored", "Inputs the engine ignored (duplicate, late, stray)",
             ["role", "message"], registry=registry,
         )  # fmt: skip
+        #: Fed by the admission control of POST /transfer (web/admission.py).
+        self.transfers_refused = Counter(
+            "saga_transfers_refused", "POST /transfer answered 429: MAX_IN_FLIGHT reached",
+            registry=registry,
+        )  # fmt: skip
         for name in workflows:
             # Present from the start at 0, so a rate over them is defined at once.
             self.started.labels(workflow=name)

@@ -39,6 +39,7 @@ from saga_streams.saga.state import now_ms
 from saga_streams.tables.deadlines import DeadlineIndex
 from saga_streams.tables.saga_index import SagaIndex, generation
 from saga_streams.tables.sagas import SagaStore
+from saga_streams.web.admission import Admission
 from saga_streams.web.dashboard import register_dashboard
 from saga_streams.web.health import register_health_view
 from saga_streams.web.integrity import register_integrity_view
@@ -75,6 +76,12 @@ class Orchestrator:
             stuck_after_ms(self.policy),
             now_ms,
         )
+        #: POST /transfer answers 429 beyond MAX_IN_FLIGHT sagas in flight here.
+        self.admission = Admission(
+            settings.max_in_flight,
+            lambda: len(self.deadlines.in_flight()),
+            self.metrics.transfers_refused.inc,
+        )
         self.strays = StrayForwarder(self.wiring.send, settings.partitions, self.log)
         #: What a transfer may ask for: the HTTP view and the agent check the same rules,
         #: since anyone with a producer can write a request onto the topic.
@@ -92,7 +99,8 @@ class Orchestrator:
         )
         self.app.timer(interval=1.0)(self.fire_timeouts)
         peers = self.wiring.peers
-        views = SagaViews(self.sagas, self.wiring.send, self.policy, self.rules, peers, self.index)
+        views = SagaViews(self.sagas, self.wiring.send, self.policy, self.rules, peers, self.index,
+                          admission=self.admission)  # fmt: skip
         register_saga_views(self.app, views)
         register_operator_views(self.app, OperatorViews(views))
         register_health_view(self.app, ORCHESTRATOR)
@@ -143,6 +151,7 @@ class Orchestrator:
             self.sagas.put(decision.saga)
             self.deadlines.track(decision.saga)
             self.index.track(decision.saga)
+            self.admission.observe(saga, decision.saga, now)
         for event in decision.events:
             self.log.info(render(event, self.workflows))
         return list(decision.commands)

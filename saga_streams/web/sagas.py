@@ -23,6 +23,7 @@ from saga_streams.saga.policy import RetryPolicy
 from saga_streams.saga.state import Saga, epoch_seconds, iso_ms, now_ms
 from saga_streams.tables.saga_index import SagaIndex, generation
 from saga_streams.tables.sagas import SagaStore
+from saga_streams.web.admission import Admission
 from saga_streams.web.routing import (
     Peers,
     Unavailable,
@@ -178,6 +179,8 @@ class SagaViews:
     rules: TransferRules
     peers: Peers
     index: SagaIndex
+    #: At most MAX_IN_FLIGHT sagas in flight on this worker: beyond it, 429.
+    admission: Admission
 
     async def transfer(self, view: View, request: Request) -> Response:
         try:
@@ -185,11 +188,18 @@ class SagaViews:
             transfer = parse_transfer(media_type, await request.read(), self.rules)
         except BadRequest as exc:
             return view.json({"error": str(exc)}, status=400)
+        message = _request(transfer)
+        # A valid request is refused here, before anything reaches Kafka, if the worker
+        # already holds as many sagas as it can finish quickly.
+        mine = self.peers.holds(self.sagas.table, message.saga_id)
+        refusal = self.admission.admit(message.saga_id, message.requested_at, mine)
+        if refusal is not None:
+            retry = {"Retry-After": str(refusal.retry_after_s)}
+            return view.json({"error": refusal.error}, status=429, headers=retry)
         # The view may not write the saga table (only agents can), so it publishes the
         # request and the orchestrator agent creates the saga. 202 is answered only once
         # Kafka has acknowledged the request: an accepted saga is never lost. The answer
         # is the seed's, field for field; GET /sagas/{id} shows the accounts.
-        message = _request(transfer)
         why = await self.publish(TRANSFER_REQUEST_TOPIC, message.saga_id, encode(message))
         if why is not None:
             # Kafka cannot take a message back: a request its leader appended in time,
