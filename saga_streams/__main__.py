@@ -16,6 +16,7 @@ python -m saga_streams kafka   # the local Kafka alone, in the foreground, and t
 python -m saga_streams audit   # check the invariants through the HTTP API (exit 1 if broken)
 python -m saga_streams chaos   # kill, pause and restart processes under load; check after
 python -m saga_streams bench   # completed sagas per second, latency, CPU, against the ceiling
+python -m saga_streams listing-bench  # what GET /sagas costs with --sagas N (100,000) held
 python -m saga_streams saga retry|cancel ID [--reason R] [--url U]  # an operator's hand on
                                #   one saga; saga [show] ID: its steps and history
 python -m saga_streams transfer AMOUNT [--from A] [--to B] [--workflow W] [--wait]
@@ -67,10 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         from saga_streams.local.chaos import main as chaos_main
 
         return chaos_main(rest)
-    if command == "bench":
+    if command in ("bench", "listing-bench"):
         from saga_streams.local.bench import main as bench_main
+        from saga_streams.local.listing_bench import main as listing_bench_main
 
-        return bench_main(rest)
+        return {"bench": bench_main, "listing-bench": listing_bench_main}[command](rest)
     if command == "saga":
         from saga_streams.saga_cli import main as saga_main
 
