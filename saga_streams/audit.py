@@ -8,6 +8,10 @@ Reads every saga and every balance, then checks the invariants (README, "Invaria
 5. no negative balance;
 and that no key of any role's table is held in a partition it does not belong to (a
 phantom copy of an account or a saga, ``GET /integrity``).
+
+Sagas that ended longer ago than the retention are no longer held: the orchestrator
+settled their totals before removing them (``GET /retention``), and the audit counts
+those totals as it counts the sagas still held.
 Prints a short report; exits 1 on any violation, 2 if an API cannot be read.
 """
 
@@ -22,14 +26,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from saga_streams.config import ConfigError, Settings, load_settings
+from saga_streams.effects import saga_effects
 from saga_streams.http_client import http_json
 from saga_streams.money import cents, format_dollars
+from saga_streams.partitions import partition_for
 from saga_streams.roles import PARTICIPANTS
 from saga_streams.saga.dsl import Registry
 from saga_streams.saga.state import TERMINAL, epoch_seconds
 from saga_streams.workflows import WORKFLOWS
 
-__all__ = ["AuditReport", "audit", "audit_api", "main", "misplaced_violation"]
+__all__ = [
+    "AuditReport",
+    "SettledTotals",
+    "audit",
+    "audit_api",
+    "main",
+    "misplaced_violation",
+    "read_settled",
+    "settled_totals",
+]
 
 
 @dataclass
@@ -37,6 +52,8 @@ class AuditReport:
     balances: dict[str, int]  # account -> cents
     opening: dict[str, int]
     statuses: Counter[str] = field(default_factory=Counter)
+    #: Of ``statuses``, those of sagas removed once expired (the settled totals).
+    expired: Counter[str] = field(default_factory=Counter)
     misplaced: int = 0  # keys held in a partition they do not belong to
     in_flight: int = 0
     violations: list[str] = field(default_factory=list)
@@ -59,6 +76,12 @@ class AuditReport:
             + f" (total {format_dollars(sum(self.balances.values()))},"
             + f" opening {format_dollars(sum(self.opening.values()))})",
         ]
+        if self.expired:
+            lines.insert(
+                2,
+                "  expired and settled: "
+                + ", ".join(f"{s} {n}" for s, n in sorted(self.expired.items())),
+            )
         lines += [f"  ❌ {v}" for v in self.violations] or ["  ✅ every invariant holds"]
         return "\n".join(lines)
 
@@ -68,19 +91,49 @@ _SHOWN = 8
 
 
 def _effects(saga: Mapping[str, Any], workflows: Registry) -> dict[str, int]:
-    """What a saga does to each account when it completes: account -> signed cents."""
-    effects: dict[str, int] = {}
+    """What a saga (as the API shows it) does to each account when it completes."""
     workflow = workflows.get(saga["workflow"])
-    if workflow is None:  # refused before any step: it names a workflow that does not exist
-        return effects
-    amount = cents(saga["amount"])
     parties = saga["from_account"], saga["to_account"]
-    for step in workflow.steps:
-        participant = PARTICIPANTS[step.participant]
-        sign = -1 if participant.effects[step.action] == "debit" else 1
-        account = step.account_for(*parties)
-        effects[account] = effects.get(account, 0) + sign * step.amount_cents(amount)
-    return effects
+    return saga_effects(workflow, cents(saga["amount"]), *parties)
+
+
+@dataclass(frozen=True)
+class SettledTotals:
+    """What the expired sagas add up to (``GET /retention``): they are no longer held."""
+
+    #: terminal status -> how many sagas in it expired
+    expired: Mapping[str, int] = field(default_factory=dict)
+    #: account -> signed cents the expired COMPLETED sagas moved
+    effects: Mapping[str, int] = field(default_factory=dict)
+    #: partition -> (updated_at epoch ms, saga_id) of the last saga settled in it
+    through: Mapping[int, tuple[int, str]] = field(default_factory=dict)
+    partitions: int = 1
+
+    def covers(self, saga: Mapping[str, Any]) -> bool:
+        """Whether a listed saga is in the totals already: it expired while the listing
+        was read, and is counted there, not twice."""
+        through = self.through.get(partition_for(saga["saga_id"], self.partitions))
+        if through is None or "updated_at" not in saga:
+            return False
+        return (round(epoch_seconds(saga["updated_at"]) * 1000), saga["saga_id"]) <= through
+
+
+def settled_totals(body: Mapping[str, Any]) -> SettledTotals:
+    """``GET /retention``'s answer as ``SettledTotals``."""
+    through = {
+        item["partition"]: (
+            round(epoch_seconds(item["through"]["updated_at"]) * 1000),
+            item["through"]["saga_id"],
+        )
+        for item in body["partitions"]
+        if item["through"] is not None
+    }
+    return SettledTotals(
+        expired={status: n for status, n in body["expired"].items() if n},
+        effects={account: cents(amount) for account, amount in body["effects"].items()},
+        through=through,
+        partitions=body["partition_count"],
+    )
 
 
 def misplaced_violation(role: str, item: Mapping[str, Any]) -> str:
@@ -129,14 +182,21 @@ def audit(
     *,
     workflows: Registry,
     misplaced: Sequence[str] = (),
+    settled: SettledTotals | None = None,
 ) -> AuditReport:
     """The checks themselves, on data already read (pure, so it is unit-tested).
-    ``misplaced``: one line per key held in a partition it does not belong to."""
+    ``misplaced``: one line per key held in a partition it does not belong to;
+    ``settled``: the totals of the sagas removed once expired, counted as if held."""
     now_s = time.time() if now_s is None else now_s
     report = AuditReport(balances=dict(balances), opening=dict(opening))
     report.misplaced = len(misplaced)
     report.violations.extend(f"partitioning: {line}" for line in misplaced)
     books = _Books.opening(opening)
+    if settled is not None:
+        report.expired.update(settled.expired)
+        report.statuses.update(settled.expired)
+        books.add(settled.effects, completed=True)
+        sagas = [saga for saga in sagas if not settled.covers(saga)]
     for saga in sagas:
         report.statuses[saga["status"]] += 1
         if saga["status"] == "COMPLETED":
@@ -193,6 +253,14 @@ def read_sagas(orchestrator_url: str) -> list[dict[str, Any]]:
     return sagas
 
 
+def read_settled(orchestrator_url: str) -> SettledTotals:
+    """The settled totals of the expired sagas, from ``GET /retention``."""
+    status, body = http_json("GET", orchestrator_url + "/retention")
+    if status != 200:
+        raise OSError(f"GET {orchestrator_url}/retention: HTTP {status}")
+    return settled_totals(body)
+
+
 def audit_api(
     urls: Mapping[str, str], settings: Settings, stuck_after_s: float, workflows: Registry
 ) -> AuditReport:
@@ -215,7 +283,18 @@ def audit_api(
             raise OSError(f"GET {url}/integrity: HTTP {status}")
         misplaced += [misplaced_violation(role, item) for item in body["misplaced"]]
     sagas = read_sagas(urls["orchestrator"])
-    return audit(sagas, balances, opening, stuck_after_s, workflows=workflows, misplaced=misplaced)
+    # After the listing: a saga removed while the listing was read was settled before
+    # its removal, so it is in these totals (and one listed too is counted once).
+    settled = read_settled(urls["orchestrator"])
+    return audit(
+        sagas,
+        balances,
+        opening,
+        stuck_after_s,
+        workflows=workflows,
+        misplaced=misplaced,
+        settled=settled,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

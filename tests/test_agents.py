@@ -699,7 +699,9 @@ def test_saga_detail_and_unknown_saga(orchestrator_http: Http, sagas: Orchestrat
             },
         ],
     }
-    assert orchestrator_http.get("/sagas/nope") == (404, {"error": "no saga 'nope'"})
+    expired = "it ended more than 7 days ago and expired (SAGA_RETENTION)"
+    error = f"no saga 'nope': it never existed, or {expired}"
+    assert orchestrator_http.get("/sagas/nope") == (404, {"error": error})
 
 
 # -- service A's HTTP API ----------------------------------------------------------------

@@ -9,7 +9,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from saga_streams.audit import audit, main
+from saga_streams.audit import SettledTotals, audit, main, settled_totals
+from saga_streams.partitions import partition_for
+from saga_streams.saga.state import iso_ms
 from saga_streams.workflows import WORKFLOWS
 
 OPENING = {"A": 1000_00, "B": 500_00, "C": 0}
@@ -81,6 +83,13 @@ class _Api(http.server.BaseHTTPRequestHandler):
         "b": {"accounts": [{"account": "B", "balance": 600}], "count": 1, "next": None},
         "c": {"accounts": [{"account": "C", "balance": 0}], "count": 1, "next": None},
         "/integrity": {"table": "accounts", "misplaced": []},
+        "/retention": {
+            "retention_s": 604800.0,
+            "expired": {"COMPLETED": 0, "ROLLED_BACK": 0, "FAILED": 0},
+            "effects": {},
+            "partition_count": 4,
+            "partitions": [],
+        },
         "/sagas?limit=1000": {
             "sagas": [saga("s1", "COMPLETED", 100)],
             "count": 1,
@@ -90,8 +99,8 @@ class _Api(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         port = int(self.server.server_address[1])  # type: ignore[index]  # (host, port)
-        if self.path == "/integrity":
-            key = "/integrity"
+        if self.path in ("/integrity", "/retention"):
+            key = self.path
         else:
             key = self.path if self.path.startswith("/sagas") else port_names[port]
         body = json.dumps(self.pages[key]).encode()
@@ -156,3 +165,76 @@ def test_a_saga_refused_for_an_unknown_workflow_has_no_effect() -> None:
     assert audit(
         [refused], {"A": 1000_00, "B": 500_00, "C": 0}, OPENING, 60, NOW, workflows=WORKFLOWS
     ).ok
+
+
+# -- sagas removed once expired: the settled totals ---------------------------------------
+
+#: Two expired COMPLETED transfers of $100 and $150 from A to B, and one FAILED.
+SETTLED = SettledTotals(expired={"COMPLETED": 2, "FAILED": 1}, effects={"A": -250_00, "B": 250_00})
+#: What the accounts hold after the settled transfers and one held COMPLETED one of $100.
+AFTER_ALL = {"A": 650_00, "B": 850_00, "C": 0}
+
+
+def test_settled_totals_count_as_the_sagas_they_replace() -> None:
+    held = [saga("s9", "COMPLETED", 100)]
+    report = audit(held, AFTER_ALL, OPENING, 60, NOW, workflows=WORKFLOWS, settled=SETTLED)
+    assert report.ok, report.render()
+    assert report.statuses == {"COMPLETED": 3, "FAILED": 1}
+    assert report.expired == {"COMPLETED": 2, "FAILED": 1}
+    assert "expired and settled: COMPLETED 2, FAILED 1" in report.render()
+
+
+def test_without_the_settled_totals_the_removed_sagas_money_is_unexplained() -> None:
+    held = [saga("s9", "COMPLETED", 100)]
+    report = audit(held, AFTER_ALL, OPENING, 60, NOW, workflows=WORKFLOWS)
+    assert [v.split(":")[0] for v in report.violations] == ["outcome consistency"] * 2
+
+
+def test_settled_effects_that_do_not_match_the_balances_are_a_violation() -> None:
+    off_by_a_cent = SettledTotals(expired={"COMPLETED": 2}, effects={"A": -250_01, "B": 250_00})
+    report = audit([], AFTER_ALL, OPENING, 60, NOW, workflows=WORKFLOWS, settled=off_by_a_cent)
+    assert any(v.startswith("outcome consistency: account A") for v in report.violations)
+
+
+def listed(saga_id: str, amount: float, updated_ms: int) -> dict[str, Any]:
+    return {**saga(saga_id, "COMPLETED", amount), "updated_at": iso_ms(updated_ms)}
+
+
+def test_a_saga_listed_and_settled_since_is_counted_once() -> None:
+    # s1 expired between the listing and GET /retention: both show it. s4 (another
+    # partition) ended later than the last saga settled in its own: it is only listed.
+    partitions = 4
+    s1, s4 = listed("s1", 100, 1_000), listed("s4", 50, 5_000)
+    assert partition_for("s1", partitions) != partition_for("s4", partitions)
+    through = {
+        partition_for("s1", partitions): (1_000, "s1"),
+        partition_for("s4", partitions): (4_999, "zz"),
+    }
+    settled = SettledTotals({"COMPLETED": 1}, {"A": -100_00, "B": 100_00}, through, partitions)
+    balances = {"A": 850_00, "B": 650_00, "C": 0}
+    report = audit([s1, s4], balances, OPENING, 60, NOW, workflows=WORKFLOWS, settled=settled)
+    assert report.ok, report.render()
+    assert report.statuses == {"COMPLETED": 2}
+
+
+def test_settled_totals_read_from_get_retention() -> None:
+    body = {
+        "retention_s": 604800.0,
+        "expired": {"COMPLETED": 2, "ROLLED_BACK": 0, "FAILED": 1},
+        "effects": {"A": -250.5, "B": 250.5},
+        "partition_count": 4,
+        "partitions": [
+            {
+                "partition": 1,
+                "expired": 3,
+                "through": {"updated_at": iso_ms(1_234), "saga_id": "x"},
+            },
+            {"partition": 2, "expired": 0, "through": None},
+        ],
+    }
+    assert settled_totals(body) == SettledTotals(
+        expired={"COMPLETED": 2, "FAILED": 1},
+        effects={"A": -250_50, "B": 250_50},
+        through={1: (1_234, "x")},
+        partitions=4,
+    )

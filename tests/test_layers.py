@@ -16,14 +16,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "saga_streams"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("pure", ("saga/", "messages.py", "money.py")),
     ("domain", ("workflows.py", "roles.py", "rules.py", "accounts.py", "partitions.py",
-                "faults.py")),
+                "faults.py", "effects.py")),
     # web/cors.py, web/auth.py: aiohttp middlewares that app.py installs, apart from
     # the views.
     ("infrastructure", ("app.py", "topics.py", "connection.py", "config.py", "web/cors.py",
                         "web/auth.py")),
     ("state and HTTP", ("tables/", "web/", "http_client.py", "metrics.py")),
     ("roles", ("agents/wiring.py", "agents/batches.py", "agents/strays.py",
-               "agents/participant.py", "launch.py")),
+               "agents/participant.py", "agents/expiry.py", "launch.py")),
     ("entry points", ("agents/", "audit.py", "saga_cli.py", "terminal.py")),
     ("tooling", ("local/", "__main__.py")),
 ]  # fmt: skip

@@ -139,7 +139,11 @@ def test_balance_matches_the_api(
 
 def test_an_unknown_saga_prints_the_404s_error(stack: Stack) -> None:
     result = run(stack, "saga", "no-such-saga", *orchestrator(stack))
-    assert (result.returncode, result.stderr) == (1, "saga_streams: 404: no saga 'no-such-saga'\n")
+    error = (
+        "no saga 'no-such-saga': it never existed, or it ended more than 7 days ago "
+        "and expired (SAGA_RETENTION)"
+    )
+    assert (result.returncode, result.stderr) == (1, f"saga_streams: 404: {error}\n")
 
 
 def test_a_refused_connection_is_one_line_without_a_traceback(stack: Stack) -> None:

@@ -14,6 +14,7 @@ import faust
 from faust.types import EventT
 
 from saga_streams.agents.batches import acting_for, in_batches
+from saga_streams.agents.expiry import SagaExpiry
 from saga_streams.agents.strays import StrayForwarder
 from saga_streams.agents.wiring import Wiring, WiringFor
 from saga_streams.app import ORCHESTRATOR_INPUTS, TIMEOUT_TOPIC, create_app, declare_topic
@@ -37,14 +38,17 @@ from saga_streams.saga.engine import RequestRefused, SagaInput, decide
 from saga_streams.saga.logbook import render
 from saga_streams.saga.state import now_ms
 from saga_streams.tables.deadlines import DeadlineIndex
+from saga_streams.tables.retention import effective_retention_ms
 from saga_streams.tables.saga_index import SagaIndex, generation
 from saga_streams.tables.sagas import SagaStore
+from saga_streams.tables.settled import SettledStore
 from saga_streams.web.admission import Admission
 from saga_streams.web.dashboard import register_dashboard
 from saga_streams.web.health import register_health_view
 from saga_streams.web.integrity import register_integrity_view
 from saga_streams.web.openapi import register_openapi_view
 from saga_streams.web.operator import OperatorViews, register_operator_views
+from saga_streams.web.retention import register_retention_view
 from saga_streams.web.sagas import SagaViews, register_saga_views
 from saga_streams.workflows import WORKFLOWS
 
@@ -69,6 +73,13 @@ class Orchestrator:
         self.deadlines = DeadlineIndex()
         #: The sagas held here in listing order: GET /sagas reads a page, not the table.
         self.index = SagaIndex()
+        #: Ended sagas are removed once expired, their totals settled first.
+        retention_ms = effective_retention_ms(settings.saga_retention_ms, self.policy, workflows)
+        self.settled = SettledStore(self.app, settings.partitions)
+        self.expiry = SagaExpiry(
+            self.app, self.sagas, self.settled, workflows, retention_ms, self.wiring.durable
+        )
+        self.expiry.on_removed.append(self.index.forget)
         self.metrics = SagaMetrics(
             install_metrics(self.app, ORCHESTRATOR_INPUTS),
             workflows,
@@ -106,6 +117,7 @@ class Orchestrator:
         register_health_view(self.app, ORCHESTRATOR)
         register_dashboard(self.app)
         register_integrity_view(self.app, self.sagas.table, peers)
+        register_retention_view(self.app, self.settled, peers, retention_ms)
         register_openapi_view(self.app, "orchestrator")
 
     def read(self, raw: bytes) -> Input | None:
@@ -151,6 +163,7 @@ class Orchestrator:
             self.sagas.put(decision.saga)
             self.deadlines.track(decision.saga)
             self.index.track(decision.saga)
+            self.expiry.track(decision.saga)
             self.admission.observe(saga, decision.saga, now)
         for event in decision.events:
             self.log.info(render(event, self.workflows))
@@ -174,6 +187,9 @@ class Orchestrator:
             for topic, command in outbox:
                 # Keyed by account: one account's commands stay in order on one partition.
                 await self.wiring.send(topic, command.account, encode(command))
+            # Then a slice of expired sagas per partition among the events (a partition
+            # with no events keeps its expired sagas until it has one: agents/expiry.py).
+            await self.expiry.sweep(events)
 
     async def fire_timeouts(self) -> None:
         """Tell the agent about overdue sagas. The timer only reads the table; the timeout

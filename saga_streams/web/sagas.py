@@ -24,6 +24,7 @@ from saga_streams.saga.state import Saga, epoch_seconds, iso_ms, now_ms
 from saga_streams.tables.saga_index import SagaIndex, generation
 from saga_streams.tables.sagas import SagaStore
 from saga_streams.web.admission import Admission
+from saga_streams.web.retention import no_saga_error
 from saga_streams.web.routing import (
     Peers,
     Unavailable,
@@ -262,7 +263,8 @@ class SagaViews:
         async def local() -> Response:
             saga = self.sagas.read(saga_id)
             if saga is None:
-                return view.json({"error": f"no saga {saga_id!r}"}, status=404)
+                # It may have ended long ago and been removed (agents/expiry.py).
+                return view.json({"error": no_saga_error(view.app, saga_id)}, status=404)
             return view.json(saga_json(saga, self.rules.workflows, self.policy))
 
         return await answer_for_key(view, request, self.peers, self.sagas.table, saga_id, local)

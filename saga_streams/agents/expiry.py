@@ -1,0 +1,125 @@
+"""Removing expired sagas: the orchestrator agent's sweep after each batch.
+
+A terminal saga that ended more than the effective retention ago
+(``tables/retention.py``) is removed from the saga table with a changelog tombstone, so
+that compaction frees its space. Faust writes a table in the partition of the event
+being handled, and only the agent handling an event of a partition may write it; so
+after each batch, for each partition among the batch's events, the agent acts for one of
+them and removes that partition's expired sagas, at most ``SLICE`` of them: a backlog
+(after a long stop, or a lowered SAGA_RETENTION) drains over the following batches
+without holding the event loop for long. A partition with no traffic keeps its expired
+sagas until its next event, whatever kind (a request, a reply, a timeout, even input
+that is skipped): removal only ever happens then.
+
+Before any tombstone, the sagas are folded into the settled totals of their partition
+(``tables/settled.py``, where the argument for crash safety is), and the agent waits for
+Kafka to acknowledge that write.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import faust
+from faust.types import EventT
+
+from saga_streams.agents.batches import acting_for
+from saga_streams.saga.dsl import Registry
+from saga_streams.saga.state import Saga, now_ms
+from saga_streams.tables.durable import DurableTable
+from saga_streams.tables.retention import RetentionQueue
+from saga_streams.tables.saga_index import generation
+from saga_streams.tables.sagas import SagaStore
+from saga_streams.tables.settled import SettledStore
+
+__all__ = ["SLICE", "SagaExpiry"]
+
+#: At most this many sagas are removed per partition per batch.
+SLICE = 100
+
+
+@dataclass
+class SagaExpiry:
+    app: faust.App
+    sagas: SagaStore
+    settled: SettledStore
+    workflows: Registry
+    #: How long an ended saga is kept (``effective_retention_ms``).
+    retention_ms: int
+    #: Wait until every write of a table so far is in its changelog (``Wiring.durable``).
+    durable: Callable[[DurableTable], Awaitable[None]]
+    clock: Callable[[], int] = now_ms
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("saga_streams.expiry"))
+    #: Told the id of each saga removed (indexes kept over the saga table).
+    on_removed: list[Callable[[str], None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.queue = RetentionQueue(self.settled.partitions)
+
+    def track(self, saga: Saga) -> None:
+        """Record a saga's latest state (called after every write of the saga)."""
+        self.queue.track(saga)
+
+    async def sweep(self, events: Sequence[EventT[bytes]]) -> int:
+        """Remove the expired sagas of each partition among ``events`` (one slice each);
+        return how many were removed. Call after the batch's writes and sends."""
+        if not events:
+            return 0
+        # Here rather than in a timer: the agent has events only once the tables have
+        # recovered for the current assignment.
+        self.queue.refresh(generation(self.app), self.sagas.stored)
+        ended_before = self.clock() - self.retention_ms
+        acting: dict[int, EventT[bytes]] = {}
+        for event in events:
+            acting.setdefault(event.message.partition, event)
+        removed = 0
+        for partition, event in sorted(acting.items()):
+            removed += await self._sweep_partition(partition, event, ended_before)
+        return removed
+
+    async def _sweep_partition(
+        self, partition: int, event: EventT[bytes], ended_before: int
+    ) -> int:
+        places = self.queue.take_expired(partition, ended_before, SLICE)
+        if not places:
+            return 0
+        began = time.perf_counter()
+        with acting_for(event):
+            expired = self._held(places)
+            settled = self.settled.get(partition)
+            folded = settled.folded(expired, self.workflows)
+            if folded != settled:
+                self.settled.put(folded)
+        if folded != settled:
+            # The totals reach the changelog before any tombstone (tables/settled.py).
+            await self.durable(self.settled.table)
+        with acting_for(event):
+            for saga in expired:
+                del self.sagas.table[saga.saga_id]
+        for saga in expired:
+            self.queue.forget(saga.saga_id)
+            for forget in self.on_removed:
+                forget(saga.saga_id)
+        self.log.debug(
+            "🧹 Removed %d expired saga(s) of partition %d in %.1f ms",
+            len(expired),
+            partition,
+            (time.perf_counter() - began) * 1000,
+        )
+        return len(expired)
+
+    def _held(self, places: Sequence[tuple[int, str]]) -> list[Saga]:
+        """The sagas at ``places`` as the table holds them, acting for their partition.
+        The queue is derived state: a saga the table no longer holds is forgotten, one
+        it holds in another state stays as ``track`` last saw it."""
+        held: list[Saga] = []
+        for place in places:
+            saga = self.sagas.get(place[1])
+            if saga is None:
+                self.queue.forget(place[1])
+            elif saga.is_terminal and (saga.updated_at, saga.saga_id) == place:
+                held.append(saga)
+        return held
