@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 JARS_STAMP := $(VENV)/.kafka-jars
 
-.PHONY: install tools run kafka test unit lint chaos audit bench bench-listing screenshots clean
+.PHONY: install tools run kafka test unit lint chaos audit bench bench-listing bench-backpressure screenshots clean
 
 install: $(STAMP) $(JARS_STAMP)
 
@@ -64,6 +64,13 @@ bench: install
 # median and p99 over HTTP; about ten minutes; results in bench-results/listing.json.
 bench-listing: install
 	$(PY) -m saga_streams listing-bench --sagas 100000 --out bench-results/listing.json
+
+# BENCHMARKS.md, "Backpressure": the capacity in closed loop through HTTP, then POST
+# /transfer open loop at twice it, with MAX_IN_FLIGHT and without; about five minutes;
+# results in bench-results/backpressure/.
+bench-backpressure: install
+	$(PY) -m saga_streams bench --backpressure bench-results/backpressure --seconds 30 \
+		--concurrency 64
 
 # docs/screenshots/list.png and detail.png: the dashboard (GET /) on a stack of its own,
 # after a few transfers, photographed by a headless Chromium.

@@ -48,3 +48,28 @@ def test_bench_writes_measured_figures_that_agree(tmp_path: Path) -> None:
     assert result["ratio_to_ceiling"] == pytest.approx(
         result["completed_per_s"] / result["ceiling_round_trips_per_s"]
     )
+
+
+def test_open_loop_counts_every_answer_and_times_the_accepted_sagas(tmp_path: Path) -> None:
+    # Open loop: 20 POSTs a second for 3 s whatever the sagas do, MAX_IN_FLIGHT 2.
+    out = tmp_path / "open.json"
+    args = ["--offered-rate", "20", "--seconds", str(SECONDS), "--max-in-flight", "2"]
+    assert main([*args, "--accounts", "5", "--out", str(out)]) == 0
+    result: dict[str, Any] = json.loads(out.read_text())
+    assert (result["offered_rate"], result["max_in_flight"]) == (20, 2)
+
+    # Every POST was answered 202 or 429 (no errors), and every accepted saga ended,
+    # COMPLETED (failure injection is off).
+    assert result["sent"] == 20 * SECONDS
+    assert result["other_answers"] == {}
+    assert result["accepted"] + result["refused"] == result["sent"]
+    assert result["accepted"] > 0 and result["not_ended"] == 0
+    assert result["statuses"] == {"COMPLETED": result["accepted"]}
+    assert 0 < result["completed_in_window"] <= result["accepted"]
+    assert result["completed_per_s"] == pytest.approx(result["completed_in_window"] / SECONDS)
+    if result["refused"]:
+        assert 1 <= result["retry_after_s"]["p50"] <= result["retry_after_s"]["max"]
+
+    latency = result["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"], latency
+    assert all(busy > 0 for name, busy in result["cpu_busy"].items() if name in WORKING)

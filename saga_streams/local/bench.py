@@ -14,6 +14,12 @@ It reports completions (not starts) per second within the sending window, latenc
 request to terminal status (p50, p95, p99, max, from the sagas' own server-side
 timestamps), CPU seconds per saga of each process, and the saga rate as a share of the
 ceiling; and writes it all as JSON.
+
+``--offered-rate R`` runs it **open loop** instead (``open_loop.py``): ``POST /transfer``
+at a fixed R per second whatever the sagas do, answers counted (202, 429), latency of the
+accepted sagas from their 202 to their end. ``--backpressure DIR`` runs the set of
+BENCHMARKS.md, "Backpressure": the closed-loop capacity, then open loop at twice it, with
+and without MAX_IN_FLIGHT.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from saga_streams.app import TRANSFER_REQUEST_TOPIC, ensure_topics
-from saga_streams.config import load_settings
+from saga_streams.config import DEFAULT_MAX_IN_FLIGHT, load_settings
 from saga_streams.local.cluster import LocalCluster
 from saga_streams.local.ending import wait_until_ended
 from saga_streams.messages import TransferRequested, encode
@@ -287,8 +293,8 @@ async def _send_sagas(
     return await _SagaLoad(cluster, seconds, concurrency, rate, accounts).run(mode)
 
 
-def _bench_cluster(root: Path, accounts: int) -> LocalCluster:
-    """A cluster of the bench's own, failure injection off."""
+def _bench_cluster(root: Path, accounts: int, env: dict[str, str] | None = None) -> LocalCluster:
+    """A cluster of the bench's own, failure injection off; ``env``: more settings."""
     return LocalCluster(
         root,
         {
@@ -299,6 +305,7 @@ def _bench_cluster(root: Path, accounts: int) -> LocalCluster:
             "OPENING_BALANCE_A": "100000000",
             "SERVICE_A_ACCOUNTS": f"A-{{1..{accounts}}}=1000000" if accounts else "",
             "SERVICE_B_ACCOUNTS": f"B-{{1..{accounts}}}=0" if accounts else "",
+            **(env or {}),
         },
         # The seed's log lines cost a formatted record per step; the bench runs quieter.
         worker_args=("--loglevel", "warn"),
@@ -440,7 +447,54 @@ def run_suite(out: Path, seconds: float, concurrency: int, accounts: int) -> str
     return table
 
 
-def main(argv: list[str] | None = None) -> int:
+def _open_row(result: Any, label: str) -> str:
+    """One line of the backpressure table for an open-loop run (an ``OpenLoopResult``)."""
+    lat = result.latency_ms
+    return (
+        f"| {label} | {result.offered_rate:g} | {result.accepted:,} | {result.refused:,} "
+        f"| {result.completed_per_s:,.1f} | {lat['p50']:.0f} ms | {lat['p99']:.0f} ms "
+        f"| {lat['max']:.0f} ms | {result.not_ended} |"
+    )
+
+
+def run_backpressure(
+    out: Path, seconds: float, concurrency: int, accounts: int, max_in_flight: int
+) -> str:
+    """BENCHMARKS.md, "Backpressure": the capacity in closed loop through HTTP, then open
+    loop at twice that rate with ``max_in_flight`` and without a cap; JSON files and a
+    markdown table go to ``out``."""
+    # Imported here: open_loop.py builds on this module.
+    from saga_streams.local.open_loop import NO_CAP, run_open_loop
+
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="saga-bench-") as root:
+        closed = run_bench(Path(root), "http", seconds, concurrency, 0.0, accounts)
+    print(closed.render(), file=sys.stderr)
+    (out / "closed-loop.json").write_text(json.dumps(asdict(closed), indent=2) + "\n")
+    lat = closed.latency_ms
+    rows = [
+        f"| closed loop, {concurrency} in flight | - | {closed.sent:,} | 0 "
+        f"| {closed.completed_per_s:,.1f} | {lat['p50']:.0f} ms | {lat['p99']:.0f} ms "
+        f"| {lat['max']:.0f} ms | 0 |"
+    ]
+    offered = round(2 * closed.completed_per_s)
+    for name, cap in (("open-loop-capped", max_in_flight), ("open-loop-uncapped", NO_CAP)):
+        with tempfile.TemporaryDirectory(prefix="saga-bench-") as root:
+            result = run_open_loop(Path(root), offered, seconds, cap, accounts)
+        print(result.render(), file=sys.stderr)
+        (out / f"{name}.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
+        label = "no cap" if cap >= NO_CAP else f"MAX_IN_FLIGHT {cap}"
+        rows.append(_open_row(result, f"open loop at 2x capacity, {label}"))
+    header = (
+        "| run | offered/s | accepted (202) | refused (429) | completed/s | p50 | p99 | max "
+        "| not ended |\n|---|---|---|---|---|---|---|---|---|"
+    )
+    table = "\n".join([header, *rows]) + "\n"
+    (out / "backpressure.md").write_text(table)
+    return table
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m saga_streams bench", description=__doc__)
     parser.add_argument("--mode", choices=("http", "topic"), default="http")
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -469,12 +523,65 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="run the BENCHMARKS.md set (topic, http, topic at half rate) into DIR",
     )
+    open_loop = parser.add_argument_group("open loop (backpressure)")
+    open_loop.add_argument(
+        "--offered-rate",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="open loop: POST /transfer at R per second whatever the sagas do",
+    )
+    open_loop.add_argument(
+        "--count", type=int, help="open loop: at most this many POSTs (default: R x seconds)"
+    )
+    open_loop.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=DEFAULT_MAX_IN_FLIGHT,
+        help=f"the orchestrator's MAX_IN_FLIGHT (default {DEFAULT_MAX_IN_FLIGHT}; 0: no cap)",
+    )
+    open_loop.add_argument(
+        "--backpressure",
+        type=Path,
+        metavar="DIR",
+        help="run the backpressure set (closed-loop capacity, then open loop at twice it, "
+        "with and without the cap) into DIR",
+    )
+    return parser
+
+
+def _open_loop(args: argparse.Namespace) -> int:
+    from saga_streams.local.open_loop import NO_CAP, run_open_loop
+
+    cap = args.max_in_flight or NO_CAP
+    with tempfile.TemporaryDirectory(prefix="saga-bench-") as root:
+        result = run_open_loop(
+            Path(root), args.offered_rate, args.seconds, cap, args.accounts, args.count
+        )
+    print(result.render())
+    args.out.write_text(json.dumps(asdict(result), indent=2) + "\n")
+    print(f"  written to {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.concurrency < 1 or args.rate < 0 or args.accounts < 0:
         parser.error("--seconds > 0, --concurrency >= 1, --rate >= 0, --accounts >= 0")
+    if args.offered_rate < 0 or args.max_in_flight < 0 or (args.count or 1) < 1:
+        parser.error("--offered-rate >= 0, --max-in-flight >= 0, --count >= 1")
     if args.suite is not None:
         print(run_suite(args.suite, args.seconds, args.concurrency, args.accounts))
         return 0
+    if args.backpressure is not None:
+        cap = args.max_in_flight
+        print(
+            run_backpressure(args.backpressure, args.seconds, args.concurrency, args.accounts, cap)
+        )
+        return 0
+    if args.offered_rate > 0:
+        return _open_loop(args)
     root = Path(tempfile.mkdtemp(prefix="saga-bench-"))
     try:
         result = run_bench(
