@@ -21,13 +21,65 @@ entries move to ``archived``, which the caller stores under keys of their own (s
 tables/accounts.py) *before* the account value that no longer holds them: a crash in
 between leaves an entry in both places, never in neither. ``execute`` looks an action up
 in the account value first, then through ``recall``, the caller's window on the archive.
-Nothing is ever forgotten, so no command has to be refused for being too old.
+
+The ledger window: entries expire, late duplicates still never apply twice
+-------------------------------------------------------------------------
+Kept forever, the archive would grow by one key per action. So entries expire, on *stream
+time* (``Window.now``): the latest record timestamp the participant has processed on the
+command's topic partition, never ahead of its own clock. A participant that was down for
+a day catches up on its backlog at the stream time of that backlog and forgets nothing
+meanwhile. Each entry records ``touched_at``, the stream time of the last command that
+wrote it (applied, failed, voided, compensated, a compensation refused for funds, or a
+duplicate answered from it). With ``K = RetryPolicy.ledger_retention_ms(steps)`` (the most
+steps of any workflow):
+
+- an entry is *expired* once ``now - touched_at > K``; ``execute`` treats it as absent,
+  in the account value and in the archive alike, whether or not the sweep
+  (agents/participant.py) has removed it yet, so no answer depends on when a sweep ran;
+- an action with no live entry, issued (``Command.issued_at``) more than the action
+  window plus ``ARRIVAL_MARGIN_MS`` before ``now``, is refused ``EXPIRED``: never applied,
+  never recorded.
+
+Why no command then takes effect twice. Commands about one action are keyed by its
+account, so each lands in one partition of its topic in append order, and a record sent
+at ``s`` is appended within ``ARRIVAL_MARGIN_MS`` (which also covers the clocks of the
+orchestrator and the participant differing): it is processed before the stream time of
+its partition passes ``s + ARRIVAL_MARGIN_MS``.
+
+1. A legitimate command about an action is sent within ``command_window_ms(steps)`` of
+   the previous one (the retry policy: resends at most ``max_delay_ms`` apart, a
+   compensation at most the later steps' action windows after its action), so it is
+   processed at a stream time within ``K`` of the entry's last touch and finds the entry:
+   it is answered from the ledger, as before.
+2. The orchestrator never sends an action more than its action window after
+   ``issued_at``, so an action with no live entry refused for its age is a replay (kcat,
+   a stale redelivery): had it run here, its entry would be live or the action would be
+   older still. The saga, if it still waits, compensates; the compensation voids an
+   action that never ran. The age is checked only once the ledger has no live answer,
+   so an action that ran is never answered FAILED.
+3. A replayed compensation after expiry finds nothing, records ``VOIDED`` and moves
+   nothing: harmless whether its action was compensated (undone once already), completed
+   without compensation (its saga ended; it stays done), or never ran. The ``VOIDED``
+   entry then refuses the action by age and by ledger alike.
+
+The assumption under 1: every compensation is acknowledged the first time it can be
+done, and a compensation refused for funds refreshes its own entry each time it is
+refused (it is sent again until it can be done). A rollback that waits longer than ``K``
+on a *later* step's compensation refused for funds goes beyond it: the earlier steps'
+entries are not touched meanwhile, expire, and their compensations then void instead of
+undoing. The participant logs such a late void (compensation issued more than ``K``
+ago with nothing left to undo) as a warning.
+
+An operator's retry grants an action a new round of sends under the same ``issued_at``,
+so its sends may come later than its action window. An action that ran here is answered
+from its entry, which each duplicate refreshes; one that never ran is refused by age,
+its saga rolls back without it, and every later copy is refused by age too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from saga_streams.messages import ACTION, Command, ReplyStatus
@@ -38,6 +90,7 @@ __all__ = [
     "ActionRule",
     "Entry",
     "Execution",
+    "Window",
     "execute",
 ]
 
@@ -62,14 +115,43 @@ class Entry:
     amount_cents: int
     issued_at: int
     error: str | None = None
+    #: Stream time (epoch ms) of the command that last wrote the entry; the entry expires
+    #: ``Window.retention_ms`` after it.
+    touched_at: int = 0
 
     def to_list(self) -> list[Any]:
         """As stored: in the account value's ledger, or alone under an archive key."""
-        return [self.state, self.amount_cents, self.issued_at, self.error]
+        return [self.state, self.amount_cents, self.issued_at, self.error, self.touched_at]
 
     @classmethod
     def from_list(cls, data: list[Any]) -> Entry:
-        return cls(state=data[0], amount_cents=data[1], issued_at=data[2], error=data[3])
+        # Entries stored before they recorded a touch read as touched when issued.
+        touched = data[4] if len(data) > 4 else data[2]
+        return cls(data[0], data[1], data[2], data[3], touched)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The ledger window ``execute`` works in (see the module docstring)."""
+
+    #: Stream time of the command's topic partition (epoch ms).
+    now: int = 0
+    #: ``K``: how long after its last touch an entry is remembered; None: forever.
+    retention_ms: int | None = None
+    #: How old (by ``issued_at``) an action with no entry may be; None: any age.
+    action_limit_ms: int | None = None
+
+    def expired(self, entry: Entry, grace_ms: int = 0) -> bool:
+        """Whether ``entry`` is forgotten (``grace_ms``: only if for that much longer)."""
+        if self.retention_ms is None:
+            return False
+        return self.now - entry.touched_at > self.retention_ms + grace_ms
+
+    def too_old(self, command: Command) -> bool:
+        """Whether the orchestrator would have given up on ``command``'s action by now."""
+        if self.action_limit_ms is None:
+            return False
+        return self.now - command.issued_at > self.action_limit_ms
 
 
 @dataclass
@@ -97,6 +179,11 @@ class Account:
         )
 
 
+Outcome = Literal[
+    "applied", "failed", "voided", "repeated", "nothing_to_undo", "refused", "expired"
+]
+
+
 @dataclass(frozen=True)
 class Execution:
     """What executing a command did: the answer for the orchestrator and for the log."""
@@ -106,32 +193,52 @@ class Execution:
     balance_before: int
     balance_after: int
     #: applied: money moved now; failed: refused now (funds, injected failure);
-    #: voided: a compensation came before its action; repeated: answered from the
-    #: ledger; nothing_to_undo: compensation of a refused action; refused: not done
-    #: now and not recorded (a compensation that would overdraw), to be tried again.
-    what: Literal["applied", "failed", "voided", "repeated", "nothing_to_undo", "refused"]
+    #: voided: a compensation came before its action (or after its entry expired);
+    #: repeated: answered from the ledger; nothing_to_undo: compensation of a refused
+    #: action; refused: a compensation that would overdraw, not done now, to be tried
+    #: again; expired: an action too old to run, refused and not recorded.
+    what: Outcome
+    #: The command refreshed its entry's ``touched_at`` without changing its state.
+    touched: bool = False
 
     @property
     def recorded(self) -> bool:
         """The account changed (balance or ledger) and must be stored."""
-        return self.what in ("applied", "failed", "voided")
+        return self.touched or self.what in ("applied", "failed", "voided")
 
 
-def _remember(account: Account, action_id: str, entry: Entry) -> None:
+def _remember(account: Account, action_id: str, entry: Entry, window: Window) -> None:
     account.ledger.pop(action_id, None)
     account.archived.pop(action_id, None)
     account.ledger[action_id] = entry
     while len(account.ledger) > RECENT_ACTIONS:
         oldest = next(iter(account.ledger))
-        account.archived[oldest] = account.ledger.pop(oldest)
+        leaving = account.ledger.pop(oldest)
+        # An expired entry is not archived: it would only wait there for the sweep.
+        if not window.expired(leaving):
+            account.archived[oldest] = leaving
 
 
 def _nowhere(action_id: str) -> Entry | None:
     return None
 
 
-def _find(account: Account, action_id: str, recall: Recall) -> Entry | None:
-    return account.ledger.get(action_id) or account.archived.get(action_id) or recall(action_id)
+def _find(account: Account, action_id: str, recall: Recall, window: Window) -> Entry | None:
+    """The action's live entry. The first copy found is the latest (the account value
+    is written after the archive), so an expired one means the action is forgotten."""
+    for look_up in (account.ledger.get, account.archived.get, recall):
+        entry = look_up(action_id)
+        if entry is not None:
+            return None if window.expired(entry) else entry
+    return None
+
+
+def _touch(account: Account, action_id: str, entry: Entry, window: Window) -> bool:
+    """Refresh ``entry``'s last touch to now; whether that changed it."""
+    if entry.touched_at >= window.now:
+        return False
+    _remember(account, action_id, replace(entry, touched_at=window.now), window)
+    return True
 
 
 def _signed(rule: ActionRule, amount: int) -> int:
@@ -144,51 +251,81 @@ def execute(
     rule: ActionRule,
     failure: str | None,
     recall: Recall = _nowhere,
+    window: Window = Window(),
 ) -> Execution:
     """Apply ``command`` to ``account`` in place, at most once.
 
     ``rule`` says whether the step's action debits or credits the account. ``failure`` is
     the injected failure decided by the caller for a fresh action (None: no failure).
-    ``recall`` finds an action's entry among those archived before this call.
+    ``recall`` finds an action's entry among those archived before this call; ``window``
+    is the stream time and the ledger window (default: nothing ever expires).
     """
-    before = account.balance_cents
     if command.kind == ACTION:
-        action_id = command.command_id
-        seen = _find(account, action_id, recall)
-        if seen is not None:
-            if seen.state in ("APPLIED", "COMPENSATED"):
-                return Execution("SUCCESS", None, before, before, "repeated")
-            error = (
-                seen.error if seen.state == "FAILED" else "VOIDED: compensated before it arrived"
-            )
-            return Execution("FAILED", error, before, before, "repeated")
-        delta = _signed(rule, command.amount_cents)
-        if failure is None and before + delta < 0:
-            failure = "INSUFFICIENT_FUNDS"
-        issued = command.issued_at
-        if failure is not None:
-            _remember(account, action_id, Entry("FAILED", command.amount_cents, issued, failure))
-            return Execution("FAILED", failure, before, before, "failed")
-        account.balance_cents = before + delta
-        _remember(account, action_id, Entry("APPLIED", command.amount_cents, issued))
-        return Execution("SUCCESS", None, before, account.balance_cents, "applied")
+        return _act(account, command, rule, failure, recall, window)
+    return _compensate(account, command, rule, recall, window)
 
+
+def _act(
+    account: Account,
+    command: Command,
+    rule: ActionRule,
+    failure: str | None,
+    recall: Recall,
+    window: Window,
+) -> Execution:
+    before = account.balance_cents
+    action_id = command.command_id
+    seen = _find(account, action_id, recall, window)
+    if seen is not None:
+        touched = _touch(account, action_id, seen, window)
+        if seen.state in ("APPLIED", "COMPENSATED"):
+            return Execution("SUCCESS", None, before, before, "repeated", touched)
+        error = seen.error if seen.state == "FAILED" else "VOIDED: compensated before it arrived"
+        return Execution("FAILED", error, before, before, "repeated", touched)
+    if window.too_old(command):
+        age = (window.now - command.issued_at) / 1000
+        limit = (window.action_limit_ms or 0) / 1000
+        error = (
+            f"EXPIRED: issued {age:.0f}s ago, after the orchestrator gives up on an action "
+            f"({limit:.0f}s)"
+        )
+        return Execution("FAILED", error, before, before, "expired")
+    delta = _signed(rule, command.amount_cents)
+    if failure is None and before + delta < 0:
+        failure = "INSUFFICIENT_FUNDS"
+    amount, issued, now = command.amount_cents, command.issued_at, window.now
+    if failure is not None:
+        _remember(account, action_id, Entry("FAILED", amount, issued, failure, now), window)
+        return Execution("FAILED", failure, before, before, "failed")
+    account.balance_cents = before + delta
+    _remember(account, action_id, Entry("APPLIED", amount, issued, None, now), window)
+    return Execution("SUCCESS", None, before, account.balance_cents, "applied")
+
+
+def _compensate(
+    account: Account, command: Command, rule: ActionRule, recall: Recall, window: Window
+) -> Execution:
     # A compensation undoes exactly what its action did, using the amount the ledger
     # recorded, never the amount the compensation claims.
+    before = account.balance_cents
     action_id = command.undoes or ""
-    seen = _find(account, action_id, recall)
+    seen = _find(account, action_id, recall, window)
     if seen is None:
-        _remember(account, action_id, Entry("VOIDED", command.amount_cents, command.issued_at))
+        voided = Entry("VOIDED", command.amount_cents, command.issued_at, None, window.now)
+        _remember(account, action_id, voided, window)
         return Execution("SUCCESS", None, before, before, "voided")
-    if seen.state == "FAILED":
-        return Execution("SUCCESS", None, before, before, "nothing_to_undo")
     if seen.state != "APPLIED":
-        return Execution("SUCCESS", None, before, before, "repeated")
+        touched = _touch(account, action_id, seen, window)
+        what: Outcome = "nothing_to_undo" if seen.state == "FAILED" else "repeated"
+        return Execution("SUCCESS", None, before, before, what, touched)
     after = before - _signed(rule, seen.amount_cents)
     if after < 0:
-        # Undoing a credit the account has spent since: no balance goes below zero. Not
-        # recorded; the orchestrator sends the compensation again until it can be done.
-        return Execution("FAILED", "INSUFFICIENT_FUNDS", before, before, "refused")
+        # Undoing a credit the account has spent since: no balance goes below zero. The
+        # orchestrator sends the compensation again until it can be done; each refusal
+        # refreshes the entry, so it outlives however long that takes.
+        touched = _touch(account, action_id, seen, window)
+        return Execution("FAILED", "INSUFFICIENT_FUNDS", before, before, "refused", touched)
     account.balance_cents = after
-    _remember(account, action_id, Entry("COMPENSATED", seen.amount_cents, seen.issued_at))
+    undone = replace(seen, state="COMPENSATED", touched_at=window.now)
+    _remember(account, action_id, undone, window)
     return Execution("SUCCESS", None, before, after, "applied")

@@ -85,7 +85,7 @@ def stuck_after_ms(policy: RetryPolicy) -> int:
 def outcome_of(result: Execution) -> CommandOutcome:
     if result.what == "repeated":
         return "REPEATED"
-    if result.what == "refused":
+    if result.what in ("refused", "expired"):
         return "REFUSED"
     return result.status
 
@@ -228,6 +228,10 @@ class ParticipantMetrics:
         self.ignored = Counter(
             "saga_duplicates_ignored", "Inputs the engine ignored (duplicate, late, stray)",
             ["role", "message"], registry=registry,
+        )  # fmt: skip
+        self.archive_removed = Counter(
+            "saga_ledger_archive_removed", "Expired ledger entries removed from the archive",
+            ["participant"], registry=registry,
         )  # fmt: skip
 
     def observe(self, command: Command, outcome: CommandOutcome) -> None:

@@ -40,7 +40,7 @@ from saga_streams.messages import (
 )
 from saga_streams.partitions import partition_for
 from saga_streams.roles import PARTICIPANTS
-from saga_streams.saga.state import Saga
+from saga_streams.saga.state import Saga, now_ms
 from saga_streams.tables.durable import DurableTable
 from saga_streams.web.routing import Alone
 from saga_streams.web.sagas import ACK_MARGIN_S, ACK_WAIT_S
@@ -432,11 +432,23 @@ def test_malformed_message_is_skipped_and_the_agent_carries_on(
 # -- service A's agent -------------------------------------------------------------------
 
 
+#: When the commands below were issued: as each test starts, so the agent reads them
+#: within their window (an action issued longer ago than the orchestrator would send it
+#: is refused, see accounts.py).
+ISSUED_AT = now_ms()
+
+
+@pytest.fixture(autouse=True)
+def issued_now() -> None:
+    global ISSUED_AT
+    ISSUED_AT = now_ms()
+
+
 def deduct_from_a(
     *, saga_id: str = "s1", amount_cents: int = 100_00, account: str = "A"
 ) -> Command:
     return Command(
-        f"{saga_id}-1", saga_id, 1, "ACTION", "deduct", account, amount_cents, issued_at=1_000
+        f"{saga_id}-1", saga_id, 1, "ACTION", "deduct", account, amount_cents, issued_at=ISSUED_AT
     )
 
 
@@ -500,7 +512,7 @@ def test_an_archived_deduct_is_still_applied_once_and_refunded_once(
     for n in range(RECENT_ACTIONS):  # pushes the first out of the account value
         service_a_agent.deliver("service-a-deduct", deduct_from_a(saga_id=f"s{n}", amount_cents=1))
     assert "first-1" not in account_a(service_a_app).ledger
-    assert accounts(service_a_app).get("A/first-1") == ["APPLIED", 1_00, 1_000, None]
+    assert accounts(service_a_app).get("A/first-1") == ["APPLIED", 1_00, ISSUED_AT, None, ANY]
     outbox.take()
 
     service_a_agent.deliver("service-a-deduct", first)  # redelivered, long after

@@ -23,7 +23,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                         "web/auth.py")),
     ("state and HTTP", ("tables/", "web/", "http_client.py", "metrics.py")),
     ("roles", ("agents/wiring.py", "agents/batches.py", "agents/strays.py",
-               "agents/participant.py", "agents/expiry.py", "launch.py")),
+               "agents/stream_time.py", "agents/participant.py", "agents/expiry.py",
+               "launch.py")),
     ("entry points", ("agents/", "audit.py", "saga_cli.py", "terminal.py")),
     ("tooling", ("local/", "__main__.py")),
 ]  # fmt: skip

@@ -2,29 +2,48 @@
 
 A participant knows nothing about sagas: it executes a command on its account, at most
 once, and answers on ``orchestrator-response``.
+
+Its ledger forgets an action a window after last touching it, measured on stream time
+(accounts.py, "The ledger window"; agents/stream_time.py). After each batch it sweeps a
+slice of the archive of each partition the batch came from, removing expired entries.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from functools import partial
+from typing import cast
 
 import faust
-from faust.types import EventT
+from faust.exceptions import ConsumerNotStarted
+from faust.transport.consumer import Consumer
+from faust.types import TP, EventT
 
-from saga_streams.accounts import Account, Execution, execute
+from saga_streams.accounts import Account, Execution, Window, execute
 from saga_streams.agents.batches import acting_for, in_batches
 from saga_streams.agents.strays import StrayForwarder
+from saga_streams.agents.stream_time import StreamClock
 from saga_streams.agents.wiring import Wiring, WiringFor
 from saga_streams.app import REPLY_TOPIC, create_app, declare_topic
 from saga_streams.config import Settings
 from saga_streams.faults import should_fail
-from saga_streams.messages import ACTION, Command, MessageError, Reply, decode, encode
+from saga_streams.messages import (
+    ACTION,
+    COMPENSATION,
+    Command,
+    MessageError,
+    Reply,
+    decode,
+    encode,
+)
 from saga_streams.metrics import ParticipantMetrics, install_metrics, outcome_of
 from saga_streams.money import format_dollars
 from saga_streams.roles import Participant
 from saga_streams.rules import command_refusal
 from saga_streams.saga.dsl import Registry
-from saga_streams.tables.accounts import AccountStore
+from saga_streams.saga.policy import ARRIVAL_MARGIN_MS
+from saga_streams.tables.accounts import SWEEP_SLICE, AccountStore
 from saga_streams.web.accounts import AccountViews, register_account_views
 from saga_streams.web.health import register_health_view
 from saga_streams.web.integrity import register_integrity_view
@@ -86,6 +105,12 @@ class ParticipantService:
         self.accounts = AccountStore(self.app, settings.partitions, self.owned)
         self.topics = participant.topics(workflows)
         self.strays = StrayForwarder(self.wiring.send, settings.partitions, self.log)
+        # The ledger window, from the retry policy and the longest workflow.
+        policy = settings.retry_policy
+        steps = max(len(workflow.steps) for workflow in workflows.values())
+        self.retention_ms = policy.ledger_retention_ms(steps)
+        self.action_limit_ms = policy.action_window_ms() + ARRIVAL_MARGIN_MS
+        self.clock = StreamClock(self.topics, self.caught_up)
         commands = declare_topic(self.app, *self.topics, partitions=settings.partitions)
         registry = install_metrics(self.app, self.topics)
         self.metrics = ParticipantMetrics(registry, participant.role.name)
@@ -134,10 +159,26 @@ class ParticipantService:
         account = cached[0] if cached else self.accounts.get(command.account)
         fails = should_fail(role, command.command_id, self.failure_rate)
         injected = self.participant.failure_error if fails else None
-        result = execute(account, command, effect, injected, self.accounts.recall(command.account))
+        window = Window(self.clock.now(event.message.tp), self.retention_ms, self.action_limit_ms)
+        recall = self.accounts.recall(command.account)
+        result = execute(account, command, effect, injected, recall, window)
         if result.recorded:
             changed[account.account_id] = (account, event)
         self.log.info(describe(command, result))
+        if (
+            command.kind == COMPENSATION
+            and result.what == "voided"
+            and window.now - command.issued_at > self.retention_ms
+        ):
+            # Beyond the window's assumption (accounts.py): had the action run here, its
+            # entry would have been forgotten, and this compensation undoes nothing.
+            self.log.warning(
+                "⚠️  Voided a compensation of an action issued %.0fs ago, past the ledger "
+                "window (%.0fs) [saga %s]",
+                (window.now - command.issued_at) / 1000,
+                self.retention_ms / 1000,
+                command.saga_id,
+            )
         self.metrics.observe(command, outcome_of(result))
         return Reply.for_command(command, role, result.status, result.error)
 
@@ -148,7 +189,9 @@ class ParticipantService:
             for event in events:
                 command = self.read(event)
                 if command is None:
+                    self.clock.passed(event)
                     continue
+                self.clock.observe(event)
                 if await self.strays.forward_if_stray(event, command.account):
                     continue
                 with acting_for(event):
@@ -161,6 +204,41 @@ class ParticipantService:
             await self.wiring.durable(self.accounts.table)
             for reply in replies:
                 await self.wiring.send(REPLY_TOPIC, reply.saga_id, encode(reply))
+            # After the replies: the sweep adds nothing to their latency, and its
+            # tombstones are awaited with the next batch's writes.
+            self.sweep(events)
+
+    def sweep(self, events: Sequence[EventT[bytes]]) -> int:
+        """Remove expired archive entries from the next slice of each partition among
+        ``events``, acting for an event of that partition; return how many."""
+        removed = 0
+        for partition, event in {e.message.partition: e for e in events}.items():
+            horizon = self.clock.horizon(partition)
+            if horizon is None:
+                continue
+            # A margin more than ``execute`` allows: a partition's time restarts after a
+            # restart from its next record, which may be stamped up to that much earlier.
+            expired = partial(
+                Window(horizon, self.retention_ms).expired, grace_ms=ARRIVAL_MARGIN_MS
+            )
+            with acting_for(event):
+                removed += self.accounts.sweep(partition, expired, SWEEP_SLICE)
+        if removed:
+            self.log.info("🧹 Removed %d expired ledger entries from the archive", removed)
+            self.metrics.archive_removed.labels(participant=self.participant.role.name).inc(removed)
+        return removed
+
+    def caught_up(self, tp: TP, processed: int | None) -> bool:
+        """Whether the consumer has nothing left to read on ``tp``: the offset after the
+        last record processed (or, if none since the start, the committed offset; with
+        none, the start) has reached the end Kafka last reported."""
+        consumer = cast(Consumer, self.app.consumer)
+        try:
+            end = consumer.highwater(tp)
+        except (AssertionError, ConsumerNotStarted):  # not assigned, or not started
+            return False
+        done = processed + 1 if processed is not None else consumer._committed_offset.get(tp)
+        return end is not None and (done or 0) >= end
 
 
 def create_participant_app(

@@ -3,18 +3,30 @@ one write), and ``<account id>/<action id>`` -> an older action's ledger entry.
 
 Archived entries are written in the partition of the account's command, like the account
 itself: an account and its whole ledger always live in one partition, and move together.
+
+Archived entries expire (accounts.py, "The ledger window"); ``sweep`` removes expired ones
+a slice of keys at a time, each removal a tombstone in the changelog, so the archive
+holds about as many keys as the window has actions, however long the service runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any
 
 import faust
+from faust.stores.memory import Store as MemoryStore
+from faust.stores.rocksdb import Store as RocksDBStore
 
 from saga_streams.accounts import Account, Entry, Recall
 from saga_streams.tables.durable import durable_table
 
-__all__ = ["AccountStore", "archive_key"]
+__all__ = ["SWEEP_SLICE", "AccountStore", "archive_key"]
+
+#: Keys a sweep reads per partition per batch: a bounded cost added to a batch (see
+#: ``AccountStore.sweep``), and a full pass over a partition every ``keys / SWEEP_SLICE``
+#: batches that touch it.
+SWEEP_SLICE = 200
 
 
 def archive_key(account_id: str, action_id: str) -> str:
@@ -33,6 +45,8 @@ class AccountStore:
             partitions,
             help="Account id to balance and latest actions; account/action to an older action",
         )
+        #: Per partition, the key the next sweep starts at (None: the first key).
+        self._cursors: dict[int, Any] = {}
 
     def get(self, account_id: str) -> Account:
         """The account as stored, or as opened if no command has touched it yet; inside
@@ -77,3 +91,48 @@ class AccountStore:
 
     async def written(self) -> None:
         await self.table.written()
+
+    def sweep(self, partition: int, expired: Callable[[Entry], bool], limit: int) -> int:
+        """Remove the expired archive entries among the next ``limit`` keys of
+        ``partition`` (from where the last sweep of it stopped, starting over at the end);
+        return how many. Inside the agent, acting for an event of ``partition``: each
+        removal is a tombstone in that changelog partition."""
+        found = [
+            key
+            for key, data in self._slice(partition, limit)
+            if "/" in key and expired(Entry.from_list(data))
+        ]
+        for key in found:
+            del self.table[key]
+        return len(found)
+
+    def _slice(self, partition: int, limit: int) -> list[tuple[str, Any]]:
+        """The next ``limit`` (key, value) pairs of ``partition``, in key order, and the
+        cursor moved past them."""
+        store = self.table.data
+        if not isinstance(store, RocksDBStore):
+            return self._slice_in_memory(partition, limit)
+        items = store._db_for_partition(partition).iter()
+        cursor = self._cursors.get(partition)
+        if cursor is None:
+            items.seek_to_first()
+        else:
+            items.seek(cursor)
+        raw: list[tuple[bytes, bytes]] = []
+        while items.valid() and len(raw) < limit:
+            if items.key() != store.offset_key:
+                raw.append((items.key(), items.value()))
+            items.next()
+        self._cursors[partition] = items.key() if items.valid() else None
+        return [(str(store._decode_key(k)), store._decode_value(v)) for k, v in raw]
+
+    def _slice_in_memory(self, partition: int, limit: int) -> list[tuple[str, Any]]:
+        # The unit tests' in-memory store: one dict for every partition.
+        store = self.table.data
+        if not isinstance(store, MemoryStore):
+            return []
+        data: MutableMapping[str, Any] = store.data
+        cursor = self._cursors.get(partition)
+        keys = sorted(k for k in data if cursor is None or k >= cursor)
+        self._cursors[partition] = keys[limit] if len(keys) > limit else None
+        return [(k, data[k]) for k in keys[:limit]]
