@@ -395,7 +395,7 @@ def crash_on(table: DurableTable) -> Callable[[DurableTable], Awaitable[None]]:
 
 
 def test_a_crash_after_the_totals_before_the_tombstones_counts_each_saga_once(
-    runner: asyncio.Runner, orchestrator: Orchestrator
+    runner: asyncio.Runner, orchestrator: Orchestrator, caplog: pytest.LogCaptureFixture
 ) -> None:
     event = on_partition(3)
     a, b, c = ids_in(3, 3)
@@ -422,6 +422,7 @@ def test_a_crash_after_the_totals_before_the_tombstones_counts_each_saga_once(
     assert settled.expired == {"COMPLETED": 2, "FAILED": 1}
     assert settled.effects == {"A": -200_00, "B": 200_00}
     assert settled.through == (300, c)
+    assert "2 expired saga(s) of partition 3 already settled" in caplog.text
 
 
 # -- messages for a removed saga --------------------------------------------------------

@@ -90,6 +90,16 @@ class SagaExpiry:
         with acting_for(event):
             expired = self._held(places)
             settled = self.settled.get(partition)
+            again = [saga.saga_id for saga in expired if settled.covers(saga)]
+            if again:
+                # Their tombstones were lost (a crash after the totals were written).
+                self.log.warning(
+                    "🧹 %d expired saga(s) of partition %d already settled (e.g. %s): "
+                    "removed without counting them again",
+                    len(again),
+                    partition,
+                    again[0],
+                )
             folded = settled.folded(expired, self.workflows)
             if folded != settled:
                 self.settled.put(folded)
