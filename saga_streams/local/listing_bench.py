@@ -87,7 +87,8 @@ class ListingResult:
         p = self.in_process
         lines.append(
             f"  in process, first page: scan {p.get('scan_ms', 0):.1f} ms, index "
-            f"{p.get('index_ms', 0):.3f} ms; index memory {p.get('index_mb', 0):.1f} MB"
+            f"{p.get('index_ms', 0):.3f} ms; index memory {p.get('index_mb', 0):.1f} MB, "
+            f"rebuilt in {p.get('rebuild_ms', 0):.0f} ms"
         )
         return "\n".join(lines)
 
