@@ -138,6 +138,12 @@ def test_ended_sagas_expire_and_the_money_stays_accounted(
 
     report = stack.assert_invariants()
     assert report.expired == statuses, report.render()
+
+    # Killed and started again, the orchestrator recovers both tables from their
+    # changelogs: the tombstones keep the sagas gone, the totals are the same.
+    stack.restart("orchestrator", kill=True)
+    assert get(stack, "/retention") == (200, retention)
+    assert all(get(stack, f"/sagas/{saga_id}")[0] == 404 for saga_id in saga_ids)
     # A new transfer runs beside the settled totals, and the books still balance.
     status, body = stack.transfer(5)
     assert status == 202, body
