@@ -444,9 +444,12 @@ def test_commands_and_replies_produced_again_with_kcat_change_nothing(stack: Sta
 
 
 def _answered_again(stack: Stack, participant: str) -> int:
-    """Commands a participant answered from its ledger, changing nothing."""
+    """Commands a participant answered again, changing nothing: from its ledger, or,
+    past the ledger window (accounts.py), an action refused for its age and a
+    compensation voided after its action's entry expired."""
     log = stack.log(participant)
-    return log.count("🔁 ALREADY ANSWERED") + log.count(": the action was refused [saga")
+    answered = log.count("🔁 ALREADY ANSWERED") + log.count(": the action was refused [saga")
+    return answered + log.count("Error: EXPIRED: ") + log.count("past the ledger window")
 
 
 # -- c. input that breaks the rules -------------------------------------------------------
