@@ -353,6 +353,19 @@ def test_a_slice_removes_at_most_slice_sagas(
     assert all(orchestrator.sagas.get(saga_id) is None for saga_id in saga_ids)
 
 
+def test_nothing_is_removed_while_the_tables_are_recovering(
+    runner: asyncio.Runner, orchestrator: Orchestrator
+) -> None:
+    recovering = replace(orchestrator.expiry, clock=lambda: 10_000 + WEEK_MS, serving=lambda: False)
+    event = on_partition(1)
+    saga_ids = ids_in(1, 3)
+    hold(orchestrator, recovering, event, [ended(saga_id, 100) for saga_id in saga_ids])
+    assert runner.run(recovering.sweep([event])) == 0
+    assert all(orchestrator.sagas.get(saga_id) is not None for saga_id in saga_ids)
+    recovered = replace(recovering, serving=lambda: True)
+    assert runner.run(recovered.sweep([event])) == 3
+
+
 # -- a crash between the settled totals and the tombstones ------------------------------
 
 

@@ -51,6 +51,8 @@ class SagaExpiry:
     retention_ms: int
     #: Wait until every write of a table so far is in its changelog (``Wiring.durable``).
     durable: Callable[[DurableTable], Awaitable[None]]
+    #: Whether the tables are recovered and no rebalance is under way (``Peers.serving``).
+    serving: Callable[[], bool]
     clock: Callable[[], int] = now_ms
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("saga_streams.expiry"))
     #: Told the id of each saga removed (indexes kept over the saga table).
@@ -66,10 +68,11 @@ class SagaExpiry:
     async def sweep(self, events: Sequence[EventT[bytes]]) -> int:
         """Remove the expired sagas of each partition among ``events`` (one slice each);
         return how many were removed. Call after the batch's writes and sends."""
-        if not events:
+        # The queue is rebuilt for a new assignment only once its tables are recovered:
+        # built from a half-recovered table, it would miss the rest until the next
+        # rebalance, and those sagas would never expire. Meanwhile nothing is removed.
+        if not events or not self.serving():
             return 0
-        # Here rather than in a timer: the agent has events only once the tables have
-        # recovered for the current assignment.
         self.queue.refresh(generation(self.app), self.sagas.stored)
         ended_before = self.clock() - self.retention_ms
         acting: dict[int, EventT[bytes]] = {}

@@ -77,7 +77,13 @@ class Orchestrator:
         retention_ms = effective_retention_ms(settings.saga_retention_ms, self.policy, workflows)
         self.settled = SettledStore(self.app, settings.partitions)
         self.expiry = SagaExpiry(
-            self.app, self.sagas, self.settled, workflows, retention_ms, self.wiring.durable
+            self.app,
+            self.sagas,
+            self.settled,
+            workflows,
+            retention_ms,
+            self.wiring.durable,
+            self.wiring.peers.serving,
         )
         self.expiry.on_removed.append(self.index.forget)
         self.metrics = SagaMetrics(
