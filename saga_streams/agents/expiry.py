@@ -78,18 +78,36 @@ class SagaExpiry:
         acting: dict[int, EventT[bytes]] = {}
         for event in events:
             acting.setdefault(event.message.partition, event)
+        began = time.perf_counter()
+        slices = [
+            (event, self._settle(partition, event, ended_before))
+            for partition, event in sorted(acting.items())
+        ]
+        if any(changed for _, (_, changed) in slices):
+            # The totals reach the changelog before any tombstone (tables/settled.py):
+            # one wait for every partition's.
+            await self.durable(self.settled.table)
         removed = 0
-        for partition, event in sorted(acting.items()):
-            removed += await self._sweep_partition(partition, event, ended_before)
+        for event, (expired, _) in slices:
+            self._remove(event, expired)
+            removed += len(expired)
+        if removed:
+            self.log.debug(
+                "🧹 Removed %d expired saga(s) of %d partition(s) in %.1f ms",
+                removed,
+                len(acting),
+                (time.perf_counter() - began) * 1000,
+            )
         return removed
 
-    async def _sweep_partition(
+    def _settle(
         self, partition: int, event: EventT[bytes], ended_before: int
-    ) -> int:
+    ) -> tuple[list[Saga], bool]:
+        """Take a slice of ``partition``'s expired sagas and fold them into its settled
+        totals, acting for ``event``; return them, and whether the totals changed."""
         places = self.queue.take_expired(partition, ended_before, SLICE)
         if not places:
-            return 0
-        began = time.perf_counter()
+            return [], False
         with acting_for(event):
             expired = self._held(places)
             settled = self.settled.get(partition)
@@ -106,9 +124,10 @@ class SagaExpiry:
             folded = settled.folded(expired, self.workflows)
             if folded != settled:
                 self.settled.put(folded)
-        if folded != settled:
-            # The totals reach the changelog before any tombstone (tables/settled.py).
-            await self.durable(self.settled.table)
+        return expired, folded != settled
+
+    def _remove(self, event: EventT[bytes], expired: list[Saga]) -> None:
+        """Tombstone the settled sagas, acting for ``event`` (their partition's)."""
         with acting_for(event):
             for saga in expired:
                 del self.sagas.table[saga.saga_id]
@@ -116,13 +135,6 @@ class SagaExpiry:
             self.queue.forget(saga.saga_id)
             for forget in self.on_removed:
                 forget(saga.saga_id)
-        self.log.debug(
-            "🧹 Removed %d expired saga(s) of partition %d in %.1f ms",
-            len(expired),
-            partition,
-            (time.perf_counter() - began) * 1000,
-        )
-        return len(expired)
 
     def _held(self, places: Sequence[tuple[int, str]]) -> list[Saga]:
         """The sagas at ``places`` as the table holds them, acting for their partition.
