@@ -111,28 +111,39 @@ def test_retry_after_is_the_time_the_sagas_ahead_take_at_the_recent_rate(table: 
     # No saga ended in the window: the window's length.
     refusal = admission.admit("x", T0)
     assert refusal is not None and refusal.retry_after_s == RATE_WINDOW_MS // 1000
-    # 4 sagas ended in the last 10 s: 0.4/s, 10 ahead: 25 s.
-    for n in range(4):
-        admission.observe(saga(f"e{n}"), saga(f"e{n}", "ROLLED_BACK"), T0 + n)
-    refusal = admission.admit("x", T0 + 100)
-    assert refusal is not None and refusal.retry_after_s == 25
-    assert "try again in 25 s" in refusal.error
+    # 8 sagas ended over 4 s: 2/s, 10 ahead: 5 s.
+    for n in range(8):
+        admission.observe(saga(f"e{n}"), saga(f"e{n}", "ROLLED_BACK"), T0 + n * 500)
+    refusal = admission.admit("x", T0 + 4_000)
+    assert refusal is not None and refusal.retry_after_s == 5
+    assert "try again in 5 s" in refusal.error
     # A terminal saga written again (an operator's action) is no second end.
-    admission.observe(saga("e0", "ROLLED_BACK"), saga("e0", "ROLLED_BACK"), T0 + 200)
-    assert admission.completion_rate(T0 + 200) == pytest.approx(0.4)
+    admission.observe(saga("e0", "ROLLED_BACK"), saga("e0", "ROLLED_BACK"), T0 + 4_000)
+    assert admission.completion_rate(T0 + 4_000) == pytest.approx(2.0)
+    # Over the whole window once it is full: 8 in 10 s.
+    assert admission.completion_rate(T0 + RATE_WINDOW_MS - 1) == pytest.approx(0.8, rel=1e-3)
     # Ends older than the window no longer count.
-    assert admission.completion_rate(T0 + RATE_WINDOW_MS + 3) == pytest.approx(0.0)
+    assert admission.completion_rate(T0 + 4_000 + RATE_WINDOW_MS) == 0.0
+
+
+def test_a_few_ends_close_together_are_measured_over_a_second(table: Table) -> None:
+    admission = Admission(10, table)
+    for n in range(3):
+        admission.observe(None, saga(f"e{n}", "COMPLETED"), T0 + n)
+    assert admission.completion_rate(T0 + 5) == pytest.approx(3.0)
+    assert admission.retry_after_s(T0 + 5, 10) == 4
 
 
 def test_retry_after_is_between_one_second_and_a_minute(table: Table) -> None:
     admission = Admission(1, table)
     table.count = 1
-    for n in range(1000):  # 100/s
+    for n in range(1000):  # 1000/s
         admission.observe(None, saga(f"e{n}", "FAILED"), T0)
     assert admission.retry_after_s(T0, 1) == 1
     slow = Admission(1, table)
-    slow.observe(None, saga("e", "FAILED"), T0)  # 0.1/s
-    assert slow.retry_after_s(T0, 1000) == MAX_RETRY_AFTER_S
+    slow.observe(None, saga("e", "FAILED"), T0)
+    assert slow.completion_rate(T0 + 9_000) == pytest.approx(1 / 9)
+    assert slow.retry_after_s(T0 + 9_000, 1000) == MAX_RETRY_AFTER_S
 
 
 def test_a_limit_below_one_is_refused() -> None:

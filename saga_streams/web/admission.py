@@ -26,15 +26,26 @@ from dataclasses import dataclass
 
 from saga_streams.saga.state import Saga
 
-__all__ = ["MAX_RETRY_AFTER_S", "PENDING_TTL_MS", "RATE_WINDOW_MS", "Admission", "Refusal"]
+__all__ = [
+    "MAX_RETRY_AFTER_S",
+    "MIN_RATE_SPAN_MS",
+    "PENDING_TTL_MS",
+    "RATE_WINDOW_MS",
+    "Admission",
+    "Refusal",
+]
 
 #: A request Kafka acknowledged reaches the agent of the worker holding its partition in
 #: milliseconds; one not seen after this is held elsewhere, or the agent lags so far
 #: behind that the table's own count already refuses new requests.
 PENDING_TTL_MS = 20_000
-#: The completion rate behind Retry-After is measured over this last stretch of time;
-#: with no saga ended in it, Retry-After is this long (nothing better is known).
+#: The completion rate behind Retry-After is measured over this last stretch of time
+#: (over less, from the oldest end in it, right after a start or a quiet spell); with no
+#: saga ended in it, Retry-After is this long (nothing better is known).
 RATE_WINDOW_MS = 10_000
+#: The shortest stretch a rate is measured over: a few ends a few milliseconds apart
+#: are no rate.
+MIN_RATE_SPAN_MS = 1_000
 #: However slow the sagas end, a client is told to come back within a minute, to see a
 #: fresh estimate.
 MAX_RETRY_AFTER_S = 60
@@ -108,9 +119,14 @@ class Admission:
             self._trim(now)
 
     def completion_rate(self, now: int) -> float:
-        """Sagas ended per second over the last ``RATE_WINDOW_MS``."""
+        """Sagas ended per second over the last ``RATE_WINDOW_MS``, or since the oldest
+        end in it (at least ``MIN_RATE_SPAN_MS``): a window of ten seconds that began
+        before the first end would understate the rate, and overstate Retry-After."""
         self._trim(now)
-        return len(self._ended) * 1000 / RATE_WINDOW_MS
+        if not self._ended:
+            return 0.0
+        span = max(MIN_RATE_SPAN_MS, now - self._ended[0])
+        return len(self._ended) * 1000 / span
 
     def retry_after_s(self, now: int, load: int) -> int:
         """Whole seconds until the ``load`` sagas ahead have ended at the recent completion
