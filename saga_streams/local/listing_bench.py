@@ -83,7 +83,10 @@ class ListingResult:
                 f"{figures['p99_ms']:7.2f} ms   max {figures['max_ms']:7.2f} ms   "
                 f"{figures['path']}"
             )
-        lines.append(f"  every page:  {self.every_page_s:.1f} s for {self.pages:,} pages of {PAGE}")
+        if self.pages:
+            lines.append(
+                f"  every page:  {self.every_page_s:.1f} s for {self.pages:,} pages of {PAGE}"
+            )
         p = self.in_process
         lines.append(
             f"  in process, first page: scan {p.get('scan_ms', 0):.1f} ms, index "
