@@ -1,59 +1,85 @@
-"""``python -m saga_streams chaos`` (``make chaos``): faults under load, then every invariant.
+"""``python -m saga_streams chaos`` (``make chaos``, ``make soak``): faults under load,
+then every invariant.
 
 Against a real broker and real worker processes of its own (nothing else is touched):
 
-1. sends a bounded burst of transfers, concurrently, with random amounts (some larger
-   than account A holds);
-2. meanwhile kills random workers with SIGKILL (and starts them again), pauses one with
-   SIGSTOP/SIGCONT, and kills and restarts the broker; workers that die of the broker's
-   absence are started again, as a supervisor would;
-3. restarts every worker, waits for quiescence (every saga terminal, every consumer
-   caught up), and checks the invariants (README, "Invariants"), watching statuses all
-   along to catch a saga moving backwards;
-4. replays a sample of already-processed commands and replies onto their topics, half
-   of them onto a partition other than their own (as kcat's default partitioner would
-   place them), waits until they are consumed, and shows they changed nothing.
+1. sends transfers concurrently, both workflows, between many accounts if asked, with
+   random amounts (some larger than an account holds);
+2. meanwhile kills random workers with SIGKILL (and starts them again), pauses some with
+   SIGSTOP/SIGCONT, kills and restarts the broker, and produces recent commands and
+   replies a second time; workers that die of the broker's absence are started again,
+   as a supervisor would;
+3. follows every saga's status all along without listing them all (``soak_tracker``):
+   a status never goes back, and with a short ``SAGA_RETENTION`` a saga may expire, but
+   is never lost;
+4. at a few numbers of accepted transfers, measures each process's memory, the tables
+   on disk and the changelog topics on the broker's disk (``soak_report``);
+5. restarts every worker, waits for quiescence (every saga terminal, every consumer
+   caught up), accounts for every accepted saga and checks the invariants (README,
+   "Invariants");
+6. replays a sample of already-processed commands and replies (the oldest and the
+   newest), half of them onto a partition other than their own, waits until they are
+   consumed, and shows they changed nothing.
 
-Every loop is bounded by count and by time. Prints the faults, the sagas by status and
-the longest time a saga took to finish after the last fault before its end.
+Every loop is bounded by count and by time. Prints the result; ``--report`` also writes
+it as Markdown (``make soak`` writes RELIABILITY.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import platform
 import random
+import shlex
 import shutil
+import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-
-from saga_streams.app import (
-    REPLY_TOPIC,
-    TRANSFER_REQUEST_TOPIC,
-    consumed_topics,
-)
 from saga_streams.config import load_settings
-from saga_streams.connection import KafkaAccess
+from saga_streams.http_client import http_json
+from saga_streams.local.chaos_kafka import groups_caught_up, lagging, replay, requests_on_topic
 from saga_streams.local.cluster import LocalCluster
 from saga_streams.local.ending import Ending, wait_until_ended
+from saga_streams.local.soak_report import (
+    ChaosResult,
+    Checkpoint,
+    changelog_bytes,
+    disk_bytes,
+    render_markdown,
+    rss_kib,
+)
+from saga_streams.local.soak_tracker import Reconciliation, SagaTracker, expired_counts
 from saga_streams.roles import ROLES
-from saga_streams.saga.state import STATUSES, TERMINAL, epoch_seconds
-from saga_streams.workflows import WORKFLOWS
+from saga_streams.saga.dsl import FROM_ACCOUNT, TO_ACCOUNT
+from saga_streams.workflows import TRANSFER, TRANSFER_WITH_FEE, WORKFLOWS
 
 __all__ = ["ChaosPlan", "ChaosResult", "main", "run_chaos"]
 
-#: How far along each status is: a saga seen at one rank must never be seen at a lower one.
-_RANK = {status: 2 if status in TERMINAL else rank for rank, status in enumerate(STATUSES)}
+#: The name tests/test_kafka_input.py knows the lag check by.
+_groups_caught_up = groups_caught_up
+
+#: Commands and replies one replay during the load produces again.
+BURST = 20
+
+
+#: How a POST that got no HTTP answer is counted.
+_ANSWERS = {-1: "connection refused", 0: "no answer"}
+
+
+def _refused(exc: OSError) -> bool:
+    """Whether a request failed before it was sent (nothing listening on the port)."""
+    reason = getattr(exc, "reason", exc)
+    return isinstance(reason, ConnectionRefusedError)
 
 
 @dataclass(frozen=True)
@@ -62,79 +88,70 @@ class ChaosPlan:
     kills: int = 3  # SIGKILL of a random worker, then a new one
     pauses: int = 1  # SIGSTOP of a random worker for a few seconds, then SIGCONT
     broker_restarts: int = 1  # SIGKILL of the broker, then a new one on the same data
-    replays: int = 60  # already-processed commands and replies produced again
+    replay_bursts: int = 0  # during the load: BURST recent commands and replies again
+    replays: int = 60  # at the end: already-processed commands and replies again
     concurrency: int = 4
     #: Transfers per second, all senders together (0: as fast as they go). Paced, the
     #: faults spread over a longer burst and hit sagas at every stage.
     rate: float = 15.0
     seed: int = 1
     max_seconds: float = 900.0  # the whole run, however it goes
+    #: Accounts opened for each of services A and B besides their default one (A-001,
+    #: B-001, ..., $1,000 each); transfers go between random ones. 0: A to B only.
+    accounts: int = 0
+    #: SAGA_RETENTION for the workers (None: the default, a week, so none expires).
+    saga_retention_s: float | None = None
+    #: Numbers of accepted transfers at which memory and storage are measured
+    #: (empty: at a tenth, half and all of the transfers).
+    checkpoints: tuple[int, ...] = ()
+    poll_interval_s: float = 1.0
     #: Shorter timeouts than the defaults, so sagas whose messages died with a process
     #: move on sooner; long enough (3 + 6 + 12 s) to outlast a killed worker's ~10 s
     #: session, so most sagas survive a kill instead of all being rolled back.
     worker_env: tuple[tuple[str, str], ...] = (("STEP_TIMEOUT", "3"), ("RETRY_MAX_DELAY", "12"))
 
+    def env(self) -> dict[str, str]:
+        """The workers' environment: ``worker_env``, the accounts, the retention."""
+        env = dict(self.worker_env)
+        if self.accounts:
+            last = f"{self.accounts:03d}"
+            first = "1".rjust(len(last), "0")
+            env["SERVICE_A_ACCOUNTS"] = f"A-{{{first}..{last}}}=1000"
+            env["SERVICE_B_ACCOUNTS"] = f"B-{{{first}..{last}}}=1000"
+        if self.saga_retention_s is not None:
+            env["SAGA_RETENTION"] = f"{self.saga_retention_s:g}"
+        return env
 
-@dataclass
-class ChaosResult:
-    accepted: list[str] = field(default_factory=list)
-    rejected: int = 0  # POSTs that got no 202 (the orchestrator or the broker was down)
-    faults: list[tuple[float, str]] = field(default_factory=list)  # (time, what)
-    statuses: Counter[str] = field(default_factory=Counter)
-    errors: Counter[str] = field(default_factory=Counter)  # why steps failed, by kind
-    violations: list[str] = field(default_factory=list)
-    replayed: int = 0
-    replayed_astray: int = 0  # of which produced onto a partition not their own
-    longest_after_fault_s: float = 0.0
-    seconds: float = 0.0
+    def checkpoint_counts(self) -> list[int]:
+        counts = self.checkpoints or (self.transfers // 10, self.transfers // 2, self.transfers)
+        return sorted({n for n in counts if 0 < n <= self.transfers})
 
-    @property
-    def ok(self) -> bool:
-        return not self.violations
-
-    def render(self) -> str:
-        kinds = Counter(what.split(" ")[0] for _, what in self.faults)
-        lines = [
-            f"chaos: {len(self.accepted)} transfers accepted, {self.rejected} POSTs refused "
-            f"while a process was down, {self.seconds:.0f}s",
-            f"faults ({len(self.faults)}): "
-            + ", ".join(f"{kind} x{n}" for kind, n in sorted(kinds.items())),
-            *[f"  {t:6.1f}s  {what}" for t, what in self.faults],
-            "sagas: " + ", ".join(f"{s} {n}" for s, n in sorted(self.statuses.items())),
-            "step errors: "
-            + (", ".join(f"{e} {n}" for e, n in self.errors.most_common()) or "none"),
-            self._replays(),
-            f"longest finish after its last fault: {self.longest_after_fault_s:.1f}s",
-        ]
-        lines += [f"❌ {v}" for v in self.violations] or ["✅ every invariant holds"]
-        return "\n".join(lines)
-
-    def _replays(self) -> str:
-        if not self.replayed:
-            return "replayed nothing"
-        what = (
-            f"replayed {self.replayed} processed commands and replies "
-            f"({self.replayed_astray} onto another partition)"
-        )
-        return f"{what}: nothing changed" if self.ok else what
+    def account(self, service: str, rng: random.Random) -> str:
+        width = len(f"{self.accounts:03d}")
+        return f"{service}-{rng.randint(1, self.accounts):0{width}d}"
 
 
 class _Run:
     def __init__(self, root: Path, plan: ChaosPlan) -> None:
         self.plan = plan
         self.rng = random.Random(plan.seed)
-        self.cluster = LocalCluster(root, dict(plan.worker_env))
+        self.cluster = LocalCluster(root, plan.env())
+        self.settings = load_settings(self.cluster.worker_env())
         #: How the run's own clients (replays, lag checks) reach the cluster's broker.
-        self.access = load_settings(self.cluster.worker_env()).kafka
+        self.access = self.settings.kafka
         self.result = ChaosResult()
+        self.tracker = SagaTracker()
         self.began = time.monotonic()
         self.deadline = self.began + plan.max_seconds
         self.lock = threading.Lock()
         self.load_done = threading.Event()
         self.stop_watching = threading.Event()
-        self.seen: dict[str, str] = {}  # saga id -> latest status observed
         self.kill_order: list[str] = []
         self.next_send = 0.0
+        self.unknown_outcomes = 0  # POSTs with no answer: their saga may exist or not
+        self.due_checkpoints = plan.checkpoint_counts()
+        #: The senders stop at this many accepted transfers until the next fault is in.
+        self.allowed = plan.transfers
 
     # -- bookkeeping ------------------------------------------------------------------------
     def now(self) -> float:
@@ -143,15 +160,25 @@ class _Run:
     def fault(self, what: str) -> None:
         with self.lock:
             self.result.faults.append((self.now(), what))
+        self.tracker.fault_at(time.time())
         print(f"[chaos {self.now():6.1f}s] {what}", flush=True)
 
     def time_left(self) -> float:
         return self.deadline - time.monotonic()
 
+    def get(self, path: str) -> tuple[int, Any]:
+        """One GET to the orchestrator (OSError while it is down)."""
+        url = self.cluster.url("orchestrator", path)
+        return http_json("GET", url, timeout=10.0, headers=self.cluster.authorization())
+
+    def accepted_count(self) -> int:
+        with self.lock:
+            return len(self.result.accepted)
+
     # -- load -------------------------------------------------------------------------------
     def amount(self, rng: random.Random) -> float:
-        # Mostly small (cents included), so A does not run dry at once; now and then more
-        # than A ever holds, so INSUFFICIENT_FUNDS happens.
+        # Mostly small (cents included), so no account runs dry at once; now and then
+        # more than an account ever holds, so INSUFFICIENT_FUNDS happens.
         return 1500.0 if rng.random() < 0.05 else rng.randint(1, 50) / 100
 
     def pace(self) -> None:
@@ -163,56 +190,112 @@ class _Run:
             self.next_send = slot + 1.0 / self.plan.rate
         time.sleep(max(0.0, slot - time.monotonic()))
 
+    def request(self, rng: random.Random) -> dict[str, Any]:
+        # Both workflows side by side: a third of the transfers pay a fee.
+        workflow = TRANSFER_WITH_FEE if rng.random() < 0.33 else TRANSFER
+        body: dict[str, Any] = {"amount": self.amount(rng), "workflow": workflow.name}
+        if self.plan.accounts:
+            body[FROM_ACCOUNT] = self.plan.account("A", rng)
+            body[TO_ACCOUNT] = self.plan.account("B", rng)
+        return body
+
+    def send(self, rng: random.Random) -> bool:
+        """One POST /transfer; whether it was accepted (202)."""
+        body = self.request(rng)
+        url = self.cluster.url("orchestrator", "/transfer")
+        try:
+            # Longer than the view's own wait for Kafka (10 s): an answer, mostly.
+            status, answer = http_json(
+                "POST", url, body, timeout=15.0, headers=self.cluster.authorization()
+            )
+        except OSError as exc:
+            # Refused: the request never left; anything else (a timeout, a reset) may
+            # have reached the orchestrator, and its saga may run.
+            status, answer = (-1 if _refused(exc) else 0), None
+        with self.lock:
+            result = self.result
+            if status == 202 and len(result.accepted) < self.plan.transfers:
+                result.accepted.append(answer["saga_id"])
+                result.workflows[body["workflow"]] += 1
+            elif status != 202:
+                result.refused[_ANSWERS.get(status, str(status))] += 1
+                self.unknown_outcomes += status == 0
+                if isinstance(answer, dict) and "saga_id" in answer:
+                    result.maybe.append(answer["saga_id"])
+        return status == 202
+
+    def wait_for_faults(self) -> None:
+        """Hold the senders at the next fault's share of the transfers until the one
+        before it was injected: faults take seconds each (a pause, a broker restart),
+        and an unpaced load would otherwise end long before the last of them."""
+        while self.allowed <= self.accepted_count() < self.plan.transfers and self.time_left() > 0:
+            time.sleep(0.05)
+
     def load(self) -> None:
         """Keep sending until the planned number of transfers were accepted (202)."""
 
         def sender(worker: int) -> None:
             rng = random.Random(self.plan.seed * 1000 + worker)
-            while self.time_left() > 0:
-                with self.lock:
-                    if len(self.result.accepted) >= self.plan.transfers:
-                        return
+            while self.time_left() > 0 and self.accepted_count() < self.plan.transfers:
                 self.pace()
-                # Both workflows side by side: a third of the transfers pay a fee.
-                workflow = "transfer-with-fee" if rng.random() < 0.33 else "transfer"
-                try:
-                    status, body = self.cluster.transfer(
-                        self.amount(rng), timeout=5.0, workflow=workflow
-                    )
-                except OSError:
-                    status, body = 0, None
-                with self.lock:
-                    if status == 202 and len(self.result.accepted) < self.plan.transfers:
-                        self.result.accepted.append(body["saga_id"])
-                    elif status != 202:
-                        self.result.rejected += 1
-                if status != 202:
+                self.wait_for_faults()
+                if not self.send(rng):
                     time.sleep(0.2)
 
+        began = time.monotonic()
         with ThreadPoolExecutor(self.plan.concurrency) as pool:
             list(pool.map(sender, range(self.plan.concurrency)))
+        self.result.load_seconds = time.monotonic() - began
         self.load_done.set()
 
-    # -- watching statuses (invariant 6) ----------------------------------------------------
+    # -- watching statuses (invariant 6) and checkpoints ------------------------------------
     def watch(self) -> None:
-        while not self.stop_watching.wait(1.0):
+        since = time.time()
+        while not self.stop_watching.wait(self.plan.poll_interval_s):
+            began = time.time()
             try:
-                sagas = self.cluster.all_sagas()
+                self.tracker.poll(self.get, since)
+                since = began
             except (OSError, KeyError, ValueError):
-                continue  # the orchestrator is down or restarting
-            self.observe(sagas)
+                pass  # the orchestrator is down or restarting: the next poll reads more
+            self.checkpoint_if_due()
 
-    def observe(self, sagas: list[dict[str, Any]]) -> None:
-        with self.lock:
-            for saga in sagas:
-                before, now = self.seen.get(saga["saga_id"]), saga["status"]
-                if before is not None and (
-                    _RANK[now] < _RANK[before] or (before in TERMINAL and now != before)
-                ):
-                    self.result.violations.append(
-                        f"monotonic state: saga {saga['saga_id']} went {before} -> {now}"
-                    )
-                self.seen[saga["saga_id"]] = now
+    def checkpoint_if_due(self) -> None:
+        accepted = self.accepted_count()
+        while self.due_checkpoints and accepted >= self.due_checkpoints[0]:
+            count = self.due_checkpoints.pop(0)
+            self.result.checkpoints.append(self.measure(f"{count:,}", accepted))
+
+    def measure(self, label: str, accepted: int) -> Checkpoint:
+        """Memory and storage now: each process's VmRSS, each worker's data folder, the
+        broker's changelog topics; and how many sagas are listed and expired."""
+        cluster = self.cluster
+        rss = {name: rss_kib(w.proc.pid if w.proc else None) for name, w in cluster.workers.items()}
+        rss["broker"] = rss_kib(cluster.kafka.pid)
+        tables = {
+            name: disk_bytes(cluster.root / "data" / f"{cluster.role_of[name]}-{port}")
+            for name, port in cluster.ports.items()
+        }
+        log_dirs = [node.kraft_dir for node in cluster.kafka.nodes]
+        listed = expired = None
+        try:
+            status, body = self.get("/sagas?limit=1")
+            listed = body["count"] if status == 200 else None
+            counts = expired_counts(self.get)
+            expired = None if counts is None else sum(counts.values())
+        except (OSError, KeyError, ValueError):
+            pass  # the orchestrator is restarting: the storage figures stand alone
+        return Checkpoint(
+            label=label,
+            accepted=accepted,
+            seconds=self.now(),
+            rss_kib=rss,
+            table_bytes=tables,
+            changelog_bytes=changelog_bytes(log_dirs),
+            kafka_bytes=sum(disk_bytes(d) for d in log_dirs),
+            listed=listed,
+            expired=expired,
+        )
 
     # -- faults -----------------------------------------------------------------------------
     def supervise(self) -> None:
@@ -247,24 +330,35 @@ class _Run:
         time.sleep(self.rng.uniform(0.5, 2.0))
         self.cluster.kafka.start()
 
+    def replay_burst(self) -> None:
+        self.fault(f"replay {BURST} recent commands and replies")
+        try:
+            asyncio.run(replay(self.access, BURST, self.rng, oldest=False))
+        except Exception as exc:  # the broker is away: a burst that did not happen
+            self.fault(f"replay failed: {type(exc).__name__}")
+
     def inject_faults(self) -> None:
         faults: list[Callable[[], None]] = (
             [self.kill] * self.plan.kills
             + [self.pause] * self.plan.pauses
             + [self.restart_broker] * self.plan.broker_restarts
+            + [self.replay_burst] * self.plan.replay_bursts
         )
         self.rng.shuffle(faults)
         for index, fault in enumerate(faults, start=1):
             # Spread the faults over the burst: the i-th once i/(n+1) of it was accepted.
             due = self.plan.transfers * index // (len(faults) + 1)
+            self.allowed = self.plan.transfers * (index + 1) // (len(faults) + 1)
             while self.time_left() > 0 and not self.load_done.is_set():
-                with self.lock:
-                    if len(self.result.accepted) >= due:
-                        break
+                if self.accepted_count() >= due:
+                    break
                 self.supervise()
                 time.sleep(0.2)
+            if self.time_left() <= 0:
+                return
             fault()
             self.supervise()
+        self.allowed = self.plan.transfers
 
     # -- quiescence, replay, checks ---------------------------------------------------------
     def wait_all_ready(self) -> None:
@@ -277,63 +371,108 @@ class _Run:
             except RuntimeError:
                 continue
 
-    def quiesce(self, timeout: float) -> list[dict[str, Any]]:
-        """Wait until no saga is in flight, every accepted one is known to the
-        orchestrator, and every consumer group has caught up; a violation if not."""
+    def in_flight(self) -> list[dict[str, Any]]:
+        """The sagas listed STARTED or COMPENSATING; workers that died are started again."""
+        self.supervise()
+        sagas: list[dict[str, Any]] = []
+        for status in ("STARTED", "COMPENSATING"):
+            code, body = self.get(f"/sagas?status={status}&limit=1000")
+            if code != 200:
+                raise OSError(f"GET /sagas?status={status}: HTTP {code}")
+            sagas += body["sagas"]
+        self.tracker.observe(sagas)
+        return sagas
+
+    def quiesce(self, timeout: float) -> None:
+        """Wait until no saga is in flight and every consumer group has caught up (so
+        every accepted request was read); a violation if not."""
         ending = wait_until_ended(
-            self.poll_sagas,
-            self.result.accepted,
+            self.in_flight,
             every_listed=True,
             timeout=min(timeout, max(1.0, self.time_left())),
             interval=1.0,
-            settled=lambda: asyncio.run(_groups_caught_up(self.access)),
+            settled=lambda: asyncio.run(groups_caught_up(self.access)),
         )
         if not ending.ended:
             self.not_quiet(ending, timeout)
-        return ending.sagas
-
-    def poll_sagas(self) -> list[dict[str, Any]]:
-        """One poll while waiting: workers that died are started again, and every status
-        read is checked for going backwards (invariant 6)."""
-        self.supervise()
-        sagas = self.cluster.all_sagas()
-        self.observe(sagas)
-        return sagas
 
     def not_quiet(self, ending: Ending, timeout: float) -> None:
-        if ending.unknown:
-            on_topic = asyncio.run(_requests_on_topic(self.access, set(ending.unknown)))
-            self.result.violations.append(
-                f"{len(ending.unknown)} accepted sagas unknown to the orchestrator; "
-                f"{len(on_topic)} of them are on the request topic"
-            )
-        self.result.violations.append(
-            f"termination: after {timeout:.0f}s, {len(ending.in_flight)} sagas in flight "
-            f"({ending.in_flight[:3]}), {len(ending.unknown)} accepted sagas unknown "
-            f"({ending.unknown[:3]})"
+        behind = asyncio.run(lagging(self.access))
+        self.result.fail(
+            "termination",
+            f"after {timeout:.0f}s, {len(ending.in_flight)} sagas in flight "
+            f"({ending.in_flight[:3]}); consumers behind: "
+            + ("unknown" if behind is None else f"{len(behind)} partitions {behind[:4]}"),
         )
 
-    def check(self, sagas: list[dict[str, Any]]) -> dict[str, int]:
+    def reconcile(self) -> Reconciliation:
+        """Account for every accepted saga (listed, or expired), route what is wrong."""
+        with self.lock:
+            accepted, maybe = list(self.result.accepted), list(self.result.maybe)
+        found = self.tracker.reconcile(self.get, accepted, maybe, self.unknown_outcomes)
+        for violation in found.violations:
+            check = "termination" if violation.startswith("termination") else "lost"
+            self.result.fail(check, violation)
+        if found.gone.get("unseen") or found.gone.get("STARTED"):
+            self.diagnose_unseen(accepted, found)
+        self.result.expired = found.expired
+        self.result.listed_at_end = len(found.listed)
+        self.result.gone = found.gone
+        return found
+
+    def diagnose_unseen(self, accepted: list[str], found: Reconciliation) -> None:
+        """Of the accepted sagas gone unseen, how many have their request on the topic."""
+        if found.violations:
+            gone = {s for s in accepted if s not in found.listed and s not in self.tracker.status}
+            on_topic = asyncio.run(requests_on_topic(self.access, gone))
+            self.result.fail(
+                "lost",
+                f"{len(gone)} accepted sagas never read; {len(on_topic)} on the request topic",
+            )
+
+    def audit(self) -> dict[str, int]:
         report = self.cluster.audit(stuck_after_s=float("inf"))
-        self.result.violations.extend(report.violations)
+        self.result.fail("money", *report.violations)
         if report.in_flight:
-            self.result.violations.append(f"{report.in_flight} sagas still in flight")
+            self.result.fail("termination", f"{report.in_flight} sagas still in flight")
         return report.balances
 
-    def longest_after_fault(self, sagas: list[dict[str, Any]]) -> float:
-        """For each saga alive at a fault: from the last fault before its end to its end."""
-        wall_start = time.time() - self.now()
-        fault_times = [wall_start + t for t, _ in self.result.faults]
-        longest = 0.0
-        for saga in sagas:
-            created, ended = epoch_seconds(saga["created_at"]), epoch_seconds(saga["updated_at"])
-            during = [t for t in fault_times if created <= t <= ended]
-            if during:
-                longest = max(longest, ended - max(during))
-        return longest
+    def replay_and_compare(self, before: Reconciliation, balances: dict[str, int]) -> None:
+        """Replay old and new commands and replies; nothing may change."""
+        self.result.replayed, self.result.replayed_astray = asyncio.run(
+            replay(self.access, self.plan.replays, self.rng)
+        )
+        self.quiesce(timeout=120)
+        after = self.reconcile()
+        if self.audit() != balances:
+            self.result.fail("replays", "at most once: replayed commands moved money")
+        changed = [
+            saga_id
+            for saga_id, status in after.listed.items()
+            if before.listed.get(saga_id, status) != status
+        ]
+        appeared = [s for s in after.listed if s not in before.listed]
+        if changed or appeared:
+            self.result.fail(
+                "replays",
+                f"replays changed {len(changed)} sagas' status ({changed[:3]}) and "
+                f"made {len(appeared)} sagas ({appeared[:3]})",
+            )
+
+    def finish(self) -> None:
+        self.fault("restart every worker (SIGTERM)")
+        for role in list(self.cluster.workers):
+            self.cluster.workers[role].stop()
+            self.cluster.start_worker(role)
+        self.wait_all_ready()
+        self.quiesce(timeout=240)
+        self.stop_watching.set()
+        before = self.reconcile()
+        balances = self.audit()
+        self.replay_and_compare(before, balances)
+        self.result.checkpoints.append(self.measure("end", self.accepted_count()))
 
     def run(self) -> ChaosResult:
-        plan = self.plan
         self.cluster.start()
         watcher = threading.Thread(target=self.watch, daemon=True)
         watcher.start()
@@ -342,166 +481,127 @@ class _Run:
         try:
             self.inject_faults()
             loader.join(timeout=max(1.0, self.time_left()))
-            if loader.is_alive():
-                self.result.violations.append("the load did not finish in time")
-            self.fault("restart every worker (SIGTERM)")
-            for role in list(self.cluster.workers):
-                self.cluster.workers[role].stop()
-                self.cluster.start_worker(role)
-            self.wait_all_ready()
-            sagas = self.quiesce(timeout=240)
-            balances = self.check(sagas)
-            statuses = {s["saga_id"]: s["status"] for s in sagas}
-            self.result.longest_after_fault_s = self.longest_after_fault(sagas)
-
-            self.result.replayed, self.result.replayed_astray = asyncio.run(
-                _replay(self.access, plan.replays, self.rng)
-            )
-            after = self.quiesce(timeout=120)
-            if self.check(after) != balances:
-                self.result.violations.append("at most once: replayed commands moved money")
-            if {s["saga_id"]: s["status"] for s in after} != statuses:
-                self.result.violations.append("replayed replies changed a saga's status")
-            self.result.statuses = Counter(s["status"] for s in after)
-            self.result.errors = Counter(
-                step["error"].split(":")[0]
-                for saga in after
-                for step in saga["steps"]
-                if step["error"]
-            )
+            if loader.is_alive() or self.accepted_count() < self.plan.transfers:
+                self.result.fail("load", "the load did not finish in time")
+            self.checkpoint_if_due()
+            self.finish()
         finally:
             self.stop_watching.set()
-            self.result.seconds = self.now()
+            self.collect()
             self.cluster.close()
         return self.result
 
+    def collect(self) -> None:
+        """What the tracker saw, into the result."""
+        tracker, result = self.tracker, self.result
+        with tracker.lock:
+            result.statuses.update(tracker.status.get(s, "unseen") for s in result.accepted)
+            result.errors = tracker.errors.copy()
+            result.fail("monotonic", *tracker.violations)
+            result.polls, result.details = tracker.polls, tracker.details
+            result.longest_after_fault_s = tracker.longest_after_fault_s
+            result.longest_saga = tracker.longest_saga
+        result.seconds = self.now()
 
-async def _groups_caught_up(access: KafkaAccess) -> bool:
-    """True when every role's consumer group has committed up to the end of its topics."""
-    admin = AIOKafkaAdminClient(request_timeout_ms=5000, **access.client_kwargs())
-    consumer = AIOKafkaConsumer(group_id=None, **access.client_kwargs())
-    try:
-        await admin.start()
-        await consumer.start()
-        await consumer.topics()  # fetch the cluster's metadata: partitions of every topic
-        for role, topics in consumed_topics(WORKFLOWS).items():
-            committed = await admin.list_consumer_group_offsets(ROLES[role].app_id)
-            tps = [
-                TopicPartition(topic, partition)
-                for topic in topics
-                for partition in consumer.partitions_for_topic(topic) or ()
-            ]
-            ends = await consumer.end_offsets(tps)
-            for tp in tps:
-                done = committed[tp].offset if tp in committed else 0
-                if done < ends[tp]:
-                    return False
-        return True
-    except Exception:  # the broker or a coordinator is not there yet: not caught up
-        return False
-    finally:
-        await consumer.stop()
-        await admin.close()
-
-
-async def _requests_on_topic(access: KafkaAccess, saga_ids: set[str]) -> set[str]:
-    """Which of these saga ids have their request on the request topic (diagnostics)."""
-    consumer = AIOKafkaConsumer(
-        TRANSFER_REQUEST_TOPIC,
-        group_id=None,
-        auto_offset_reset="earliest",
-        **access.client_kwargs(),
-    )
-    await consumer.start()
-    found: set[str] = set()
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=2000, max_records=5000)
-            if not batch:
-                return found
-            for messages in batch.values():
-                found |= {m.key.decode() for m in messages if m.key} & saga_ids
-    finally:
-        await consumer.stop()
+    def settings_rows(self) -> list[tuple[str, str]]:
+        plan, settings = self.plan, self.settings
+        policy = settings.retry_policy
+        steps = max(len(workflow.steps) for workflow in WORKFLOWS.values())
+        effective = max(settings.saga_retention_ms, policy.ledger_retention_ms(steps))
+        return [
+            ("transfers", f"{plan.transfers:,}"),
+            (
+                "faults planned",
+                f"{plan.kills} SIGKILL of a worker, {plan.pauses} SIGSTOP, "
+                f"{plan.broker_restarts} SIGKILL of the broker, {plan.replay_bursts} "
+                f"replays of {BURST} recent messages",
+            ),
+            ("replays at the end", str(plan.replays)),
+            *[(name, value) for name, value in sorted(plan.env().items())],
+            ("effective saga retention", f"{effective / 1000:g} s"),
+            ("MAX_IN_FLIGHT", str(settings.max_in_flight)),
+            ("TOPIC_PARTITIONS", str(settings.partitions)),
+            ("senders, rate", f"{plan.concurrency}, {plan.rate or 'unpaced'}"),
+            ("checkpoints", ", ".join(f"{n:,}" for n in plan.checkpoint_counts())),
+            ("seed, max seconds", f"{plan.seed}, {plan.max_seconds:g}"),
+            ("machine", f"{os.cpu_count()} cores, Python {platform.python_version()}"),
+        ]
 
 
-async def _replay(access: KafkaAccess, count: int, rng: random.Random) -> tuple[int, int]:
-    """Produce again a random sample of messages already on the command and reply topics,
-    every other one onto a partition other than the one its key belongs to (the agents
-    forward those to it); return how many, and how many astray."""
-    topics = [*WORKFLOWS.topics, REPLY_TOPIC]
-    consumer = AIOKafkaConsumer(
-        *topics, group_id=None, auto_offset_reset="earliest", **access.client_kwargs()
-    )
-    producer = AIOKafkaProducer(acks="all", **access.client_kwargs())
-    await consumer.start()
-    await producer.start()
-    try:
-        seen: list[tuple[str, int, bytes | None, bytes]] = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
-            if not batch:
-                break
-            for messages in batch.values():
-                seen += [
-                    (m.topic, m.partition, m.key, m.value) for m in messages if m.value is not None
-                ]
-        sample = rng.sample(seen, min(count, len(seen)))
-        astray = 0
-        for number, (topic, partition, key, value) in enumerate(sample):
-            elsewhere = None
-            others = sorted(await producer.partitions_for(topic) - {partition})
-            if number % 2 and others:
-                elsewhere = rng.choice(others)
-                astray += 1
-            await producer.send_and_wait(topic, value, key=key, partition=elsewhere)
-        return len(sample), astray
-    finally:
-        await producer.stop()
-        await consumer.stop()
+def run_chaos(
+    root: Path, plan: ChaosPlan, report: Path | None = None, command: str = ""
+) -> ChaosResult:
+    """One run; with ``report``, its Markdown report is written there."""
+    run = _Run(root, plan)
+    result = run.run()
+    if report is not None:
+        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        text = render_markdown(result, run.settings_rows(), command or "chaos", when)
+        report.write_text(text)
+    return result
 
 
-def run_chaos(root: Path, plan: ChaosPlan) -> ChaosResult:
-    return _Run(root, plan).run()
-
-
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m saga_streams chaos", description=__doc__)
     defaults = ChaosPlan()
-    parser.add_argument("--transfers", type=int, default=defaults.transfers)
-    parser.add_argument("--kills", type=int, default=defaults.kills)
-    parser.add_argument("--pauses", type=int, default=defaults.pauses)
-    parser.add_argument("--broker-restarts", type=int, default=defaults.broker_restarts)
-    parser.add_argument("--replays", type=int, default=defaults.replays)
+    for name in ("transfers", "kills", "pauses", "broker_restarts", "replay_bursts", "replays"):
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name)
+        )
     parser.add_argument("--concurrency", type=int, default=defaults.concurrency)
     parser.add_argument(
         "--rate", type=float, default=defaults.rate, help="transfers per second (0: no limit)"
     )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--max-seconds", type=float, default=defaults.max_seconds)
+    parser.add_argument(
+        "--accounts", type=int, default=0, help="accounts of A and of B besides the defaults"
+    )
+    parser.add_argument("--saga-retention", type=float, default=None, help="SAGA_RETENTION, s")
+    parser.add_argument(
+        "--checkpoints", default="", help="accepted transfers to measure at: 10000,50000,100000"
+    )
+    parser.add_argument("--report", type=Path, default=None, help="write the report here")
     parser.add_argument("--keep", action="store_true", help="keep the run's folder (logs)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
-    if min(args.transfers, args.concurrency) < 1 or min(args.kills, args.pauses) < 0:
+    counts = (args.kills, args.pauses, args.broker_restarts, args.replay_bursts, args.replays)
+    if min(args.transfers, args.concurrency) < 1 or min(*counts, args.accounts) < 0:
         parser.error("--transfers and --concurrency must be at least 1; counts not negative")
+    try:
+        checkpoints = tuple(int(n) for n in args.checkpoints.split(",") if n.strip())
+    except ValueError:
+        parser.error("--checkpoints: whole numbers separated by commas")
     plan = ChaosPlan(
         transfers=args.transfers,
         kills=args.kills,
         pauses=args.pauses,
         broker_restarts=args.broker_restarts,
+        replay_bursts=args.replay_bursts,
         replays=args.replays,
         concurrency=args.concurrency,
         rate=args.rate,
         seed=args.seed,
         max_seconds=args.max_seconds,
+        accounts=args.accounts,
+        saga_retention_s=args.saga_retention,
+        checkpoints=checkpoints,
     )
     root = Path(tempfile.mkdtemp(prefix="saga-chaos-"))
+    given = sys.argv[2:] if argv is None else argv
+    command = "python -m saga_streams chaos " + shlex.join(given)
     try:
-        result = run_chaos(root, plan)
+        result = run_chaos(root, plan, args.report, command.strip())
     finally:
         if args.keep:
             print(f"logs kept in {root / 'logs'}")
         else:
             shutil.rmtree(root, ignore_errors=True)
     print(result.render())
+    if args.report is not None:
+        print(f"report written to {args.report}")
     return 0 if result.ok else 1
