@@ -200,11 +200,12 @@ class Orchestrator:
     async def fire_timeouts(self) -> None:
         """Tell the agent about overdue sagas. The timer only reads the table; the timeout
         travels through Kafka so that the agent, the only writer, makes the move."""
-        self.deadlines.refresh(frozenset(self.app.assignor.assigned_actives()), self.sagas.all)
         if self.wiring.peers.serving():
-            # Rebuilt once the tables are recovered, so that the first listing after a
-            # rebalance finds it ready (the listing refreshes it too, for a listing that
-            # comes before this timer).
+            # Rebuilt once the tables are recovered: built from a half-recovered table,
+            # an index would miss the rest until the next rebalance (sagas whose timeouts
+            # never fire). The first listing after a rebalance finds the listing index
+            # ready (the listing refreshes it too, for a listing that comes first).
+            self.deadlines.refresh(generation(self.app), self.sagas.all)
             self.index.refresh(generation(self.app), self.sagas.stored)
         for saga_id, deadline in self.deadlines.due(now_ms(), limit=1000):
             await self.wiring.send(
