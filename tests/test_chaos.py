@@ -26,7 +26,7 @@ def test_kills_pauses_broker_restart_and_replays_break_no_invariant(tmp_path: Pa
         replay_bursts=1,
         replays=60,
         seed=3,
-        rate=10,
+        rate=15,
         accounts=20,
         # Retention max(1 s, ledger window) = 3 x (1 + 2 + 2) + 2 + 10 s margin = 27 s.
         saga_retention_s=1,

@@ -22,9 +22,11 @@ from saga_streams.local.soak_report import (
     rss_kib,
 )
 from saga_streams.local.soak_tracker import SagaTracker, saga_pages
+from saga_streams.partitions import partition_for
 from saga_streams.saga.state import iso_ms
 
 T0 = 1_800_000_000.0  # epoch seconds
+PARTITIONS = 4
 
 
 def saga(saga_id: str, status: str, created: float = T0, updated: float = T0) -> dict[str, Any]:
@@ -44,6 +46,7 @@ class Orchestrator:
     def __init__(self, page: int = 1000) -> None:
         self.sagas: dict[str, dict[str, Any]] = {}
         self.expired: dict[str, int] | None = None
+        self.through: dict[int, tuple[str, str]] = {}  # partition -> last settled
         self.page = page
         self.paths: list[str] = []
 
@@ -51,15 +54,29 @@ class Orchestrator:
         self.sagas.update((s["saga_id"], s) for s in sagas)
 
     def expire(self, saga_id: str) -> None:
+        """Settle a saga into its partition's totals, then remove it."""
         gone = self.sagas.pop(saga_id)
         self.expired = self.expired or {}
         self.expired[gone["status"]] = self.expired.get(gone["status"], 0) + 1
+        ended = (gone["updated_at"], saga_id)
+        partition = partition_for(saga_id, PARTITIONS)
+        self.through[partition] = max(self.through.get(partition, ended), ended)
+
+    def retention(self) -> dict[str, Any]:
+        return {
+            "expired": self.expired,
+            "partition_count": PARTITIONS,
+            "partitions": [
+                {"partition": p, "through": {"updated_at": at, "saga_id": saga_id}}
+                for p, (at, saga_id) in self.through.items()
+            ],
+        }
 
     def get(self, path: str) -> tuple[int, Any]:
         self.paths.append(path)
         url = urlsplit(path)
         if url.path == "/retention":
-            return (404, None) if self.expired is None else (200, {"expired": self.expired})
+            return (404, None) if self.expired is None else (200, self.retention())
         if url.path.startswith("/sagas/"):
             found = self.sagas.get(url.path.removeprefix("/sagas/"))
             return (200, found) if found else (404, {"error": "no saga"})
@@ -133,14 +150,18 @@ def test_every_accepted_saga_is_listed_or_explained_by_the_expired_counts() -> N
 
 def test_a_saga_gone_beyond_what_expired_is_lost() -> None:
     orchestrator = Orchestrator()
-    orchestrator.put(saga("a", "COMPLETED"), saga("b", "COMPLETED"), saga("c", "FAILED"))
+    b = saga("b", "COMPLETED", updated=T0 + 10)
+    orchestrator.put(saga("a", "COMPLETED"), b, saga("c", "FAILED"))
     tracker = SagaTracker()
-    tracker.observe([saga("a", "COMPLETED"), saga("b", "COMPLETED")])
+    tracker.observe([saga("a", "COMPLETED"), b])
     orchestrator.expire("a")
-    del orchestrator.sagas["b"]  # gone without being counted: lost
+    del orchestrator.sagas["b"]  # gone without being settled: lost
     del orchestrator.sagas["c"]  # never read, and nothing else expired: lost
     found = tracker.reconcile(orchestrator.get, ["a", "b", "c"])
+    assert found.unsettled == ["b"]
     assert found.violations == [
+        "lost: 1 accepted sagas are gone though they ended after their partition's last "
+        "settled saga (GET /retention), e.g. ['b']",
         "lost: 2 accepted sagas last seen COMPLETED are gone, but only 1 COMPLETED sagas expired",
         "lost: 3 accepted sagas are gone ({'COMPLETED': 2, 'unseen': 1}), 1 sagas expired",
     ]

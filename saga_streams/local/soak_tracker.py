@@ -25,14 +25,23 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from saga_streams.partitions import partition_for
 from saga_streams.saga.state import STATUSES, TERMINAL, epoch_seconds
 
-__all__ = ["Get", "Reconciliation", "SagaTracker", "expired_counts", "saga_pages"]
+__all__ = [
+    "Get",
+    "Reconciliation",
+    "Retention",
+    "SagaTracker",
+    "expired_counts",
+    "read_retention",
+    "saga_pages",
+]
 
 Saga = dict[str, Any]
 #: One GET to the orchestrator: path -> (HTTP status, decoded body); OSError if down.
@@ -48,7 +57,7 @@ MAX_IN_FLIGHT_PAGES = 50
 MAX_NEWEST_PAGES = 5
 MAX_DETAILS = 300
 #: The newest pages reach this far before the previous poll began (clocks, slow polls).
-OVERLAP_S = 5.0
+OVERLAP_S = 2.0
 
 
 def saga_pages(get: Get, path: str, max_pages: int) -> Iterator[list[Saga]]:
@@ -67,18 +76,49 @@ def saga_pages(get: Get, path: str, max_pages: int) -> Iterator[list[Saga]]:
         raise OSError(f"GET {path}: more than {max_pages} pages")
 
 
-def expired_counts(get: Get) -> dict[str, int] | None:
-    """Expired sagas by status from ``GET /retention``; None where the orchestrator has
-    no such endpoint (then nothing expires, and a saga gone is a saga lost)."""
+@dataclass(frozen=True)
+class Retention:
+    """What ``GET /retention`` says about the sagas removed so far."""
+
+    expired: dict[str, int]  # terminal status -> sagas expired in it
+    #: partition -> (updated_at epoch ms, saga id) of the last saga settled in it: every
+    #: saga of that partition that ended at or before it was settled, then removed.
+    through: dict[int, tuple[int, str]] = field(default_factory=dict)
+    partitions: int = 1
+
+    def settled(self, saga_id: str, ended_ms: int) -> bool:
+        """Whether a saga that ended at ``ended_ms`` is in its partition's totals."""
+        through = self.through.get(partition_for(saga_id, self.partitions))
+        return through is not None and (ended_ms, saga_id) <= through
+
+
+def read_retention(get: Get) -> Retention | None:
+    """``GET /retention``; None where the orchestrator has no such endpoint (then
+    nothing expires, and a saga gone is a saga lost)."""
     status, body = get("/retention")
     if status == 404:
         return None
     if status != 200:
         raise OSError(f"GET /retention: HTTP {status}")
-    expired = body.get("expired", {})
-    if isinstance(expired, Mapping) and isinstance(expired.get("by_status"), Mapping):
-        expired = expired["by_status"]  # {"expired": {"by_status": {...}, "total": n}}
-    return {str(s): int(n) for s, n in expired.items() if s in TERMINAL}
+    through = {
+        int(item["partition"]): (
+            round(epoch_seconds(item["through"]["updated_at"]) * 1000),
+            str(item["through"]["saga_id"]),
+        )
+        for item in body.get("partitions", ())
+        if item.get("through")
+    }
+    return Retention(
+        expired={str(s): int(n) for s, n in body["expired"].items() if s in TERMINAL},
+        through=through,
+        partitions=int(body.get("partition_count", 1)),
+    )
+
+
+def expired_counts(get: Get) -> dict[str, int] | None:
+    """Expired sagas by status (``GET /retention``); None without the endpoint."""
+    retention = read_retention(get)
+    return None if retention is None else retention.expired
 
 
 @dataclass
@@ -91,6 +131,9 @@ class Reconciliation:
     #: Sagas whose POST got no 202 (so their saga may or may not exist), not listed.
     gone_maybe: int = 0
     expired: dict[str, int] | None = None  # GET /retention, by status
+    #: Accepted sagas gone after they were seen ending that their partition did not
+    #: settle: removed without being counted.
+    unsettled: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
 
     @property
@@ -117,6 +160,7 @@ class SagaTracker:
         self.polls = 0
         self.details = 0  # GET /sagas/{id} made
         self.errors: Counter[str] = Counter()  # why steps of the sagas seen ending failed
+        self.ended_ms: dict[str, int] = {}  # saga id -> updated_at of its terminal status
 
     # -- reads ------------------------------------------------------------------------
     def fault_at(self, epoch_s: float) -> None:
@@ -137,9 +181,9 @@ class SagaTracker:
             self.violations.append(f"monotonic state: saga {saga_id} went {before} -> {now}")
         self.status[saga_id] = now
         if now in TERMINAL and before not in TERMINAL:
-            self._ended(
-                saga_id, epoch_seconds(saga["created_at"]), epoch_seconds(saga["updated_at"])
-            )
+            ended = epoch_seconds(saga["updated_at"])
+            self.ended_ms[saga_id] = round(ended * 1000)
+            self._ended(saga_id, epoch_seconds(saga["created_at"]), ended)
             self.errors.update(
                 step["error"].split(":")[0] for step in saga.get("steps", ()) if step.get("error")
             )
@@ -212,14 +256,19 @@ class SagaTracker:
         for page in saga_pages(get, f"/sagas?limit={PAGE}", max_pages):
             self.observe(page)
             result.listed.update((saga["saga_id"], saga["status"]) for saga in page)
+        gone = [saga_id for saga_id in accepted if saga_id not in result.listed]
+        retention = read_retention(get)
         with self.lock:
-            result.gone = Counter(
-                self.status.get(saga_id, "unseen")
-                for saga_id in accepted
-                if saga_id not in result.listed
-            )
+            result.gone = Counter(self.status.get(saga_id, "unseen") for saga_id in gone)
+            if retention is not None:
+                result.unsettled = [
+                    saga_id
+                    for saga_id in gone
+                    if saga_id in self.ended_ms
+                    and not retention.settled(saga_id, self.ended_ms[saga_id])
+                ]
         result.gone_maybe = sum(1 for saga_id in maybe if saga_id not in result.listed)
-        result.expired = expired_counts(get)
+        result.expired = None if retention is None else retention.expired
         result.violations = _unexplained(result, unknown_outcomes)
         in_flight = [s for s, status in result.listed.items() if status not in TERMINAL]
         if in_flight:
@@ -239,7 +288,13 @@ def _unexplained(result: Reconciliation, unknown_outcomes: int) -> list[str]:
             f"lost: {result.gone_total} accepted sagas are no longer listed and the "
             f"orchestrator counts no expired sagas (GET /retention): {dict(gone)}"
         ]
-    violations = [
+    violations = []
+    if result.unsettled:
+        violations.append(
+            f"lost: {len(result.unsettled)} accepted sagas are gone though they ended after "
+            f"their partition's last settled saga (GET /retention), e.g. {result.unsettled[:3]}"
+        )
+    violations += [
         f"lost: {gone[status]} accepted sagas last seen {status} are gone, but only "
         f"{expired.get(status, 0)} {status} sagas expired"
         for status in sorted(TERMINAL)
