@@ -132,6 +132,8 @@ def test_a_few_ends_close_together_are_measured_over_a_second(table: Table) -> N
         admission.observe(None, saga(f"e{n}", "COMPLETED"), T0 + n)
     assert admission.completion_rate(T0 + 5) == pytest.approx(3.0)
     assert admission.retry_after_s(T0 + 5, 10) == 4
+    # 3/s measured over a second: 60 ahead would be 20 s, but the window is not full.
+    assert admission.retry_after_s(T0 + 5, 60) == RATE_WINDOW_MS // 1000
 
 
 def test_retry_after_is_between_one_second_and_a_minute(table: Table) -> None:
@@ -143,7 +145,11 @@ def test_retry_after_is_between_one_second_and_a_minute(table: Table) -> None:
     slow = Admission(1, table)
     slow.observe(None, saga("e", "FAILED"), T0)
     assert slow.completion_rate(T0 + 9_000) == pytest.approx(1 / 9)
-    assert slow.retry_after_s(T0 + 9_000, 1000) == MAX_RETRY_AFTER_S
+    # Measured over less than the window: at most the window's length...
+    assert slow.retry_after_s(T0 + 9_000, 1000) == RATE_WINDOW_MS // 1000
+    # ...over the whole window, at most a minute.
+    slow.observe(None, saga("f", "FAILED"), T0 + RATE_WINDOW_MS - 1)
+    assert slow.retry_after_s(T0 + RATE_WINDOW_MS, 1000) == MAX_RETRY_AFTER_S
 
 
 def test_a_limit_below_one_is_refused() -> None:

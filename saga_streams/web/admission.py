@@ -81,6 +81,9 @@ class Admission:
         self._pending: dict[str, int] = {}
         #: When each recently ended saga ended (epoch ms), oldest first.
         self._ended: deque[int] = deque()
+        #: When the ends in ``_ended`` began: the first end after a start or after a
+        #: window without any (epoch ms).
+        self._since = 0
 
     def admit(self, saga_id: str, now: int, mine: bool = True) -> Refusal | None:
         """None if the request may be published (it then holds a slot until its saga is
@@ -115,27 +118,38 @@ class Admission:
         request is no longer pending, and an end is counted for the completion rate."""
         self._pending.pop(after.saga_id, None)
         if after.is_terminal and (before is None or not before.is_terminal):
-            self._ended.append(now)
             self._trim(now)
+            if not self._ended:
+                self._since = now
+            self._ended.append(now)
 
     def completion_rate(self, now: int) -> float:
-        """Sagas ended per second over the last ``RATE_WINDOW_MS``, or since the oldest
-        end in it (at least ``MIN_RATE_SPAN_MS``): a window of ten seconds that began
-        before the first end would understate the rate, and overstate Retry-After."""
+        """Sagas ended per second over the last ``RATE_WINDOW_MS``, or since the ends
+        began if that is shorter (at least ``MIN_RATE_SPAN_MS``): a window of ten
+        seconds that began before the first end would understate the rate."""
+        return self._rate(now)[0]
+
+    def _rate(self, now: int) -> tuple[float, int]:
+        """The completion rate and the stretch of time (ms) it was measured over."""
         self._trim(now)
         if not self._ended:
-            return 0.0
-        span = max(MIN_RATE_SPAN_MS, now - self._ended[0])
-        return len(self._ended) * 1000 / span
+            return 0.0, RATE_WINDOW_MS
+        span = min(RATE_WINDOW_MS, max(MIN_RATE_SPAN_MS, now - self._since))
+        return len(self._ended) * 1000 / span, span
 
     def retry_after_s(self, now: int, load: int) -> int:
         """Whole seconds until the ``load`` sagas ahead have ended at the recent completion
         rate (Little's law: their expected time in the system), between 1 and
-        ``MAX_RETRY_AFTER_S``; the rate window's length if nothing ended in it."""
-        rate = self.completion_rate(now)
+        ``MAX_RETRY_AFTER_S``; the rate window's length if nothing ended in it.
+
+        A rate measured over less than the window (the first ends after a start or a
+        quiet spell: one end in its first second reads as 1/s) says little, so it asks
+        for at most the window's length: by then a whole window has been measured."""
+        rate, span = self._rate(now)
         if rate <= 0:
             return RATE_WINDOW_MS // 1000
-        return max(1, min(MAX_RETRY_AFTER_S, math.ceil(load / rate)))
+        longest = MAX_RETRY_AFTER_S if span >= RATE_WINDOW_MS else RATE_WINDOW_MS // 1000
+        return max(1, min(longest, math.ceil(load / rate)))
 
     def _expire(self, now: int) -> None:
         oldest_kept = now - PENDING_TTL_MS
