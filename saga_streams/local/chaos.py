@@ -199,8 +199,8 @@ class _Run:
             body[TO_ACCOUNT] = self.plan.account("B", rng)
         return body
 
-    def send(self, rng: random.Random) -> bool:
-        """One POST /transfer; whether it was accepted (202)."""
+    def send(self, rng: random.Random) -> int:
+        """One POST /transfer; its HTTP status (202: accepted; 0, -1: no answer)."""
         body = self.request(rng)
         url = self.cluster.url("orchestrator", "/transfer")
         try:
@@ -222,7 +222,7 @@ class _Run:
                 self.unknown_outcomes += status == 0
                 if isinstance(answer, dict) and "saga_id" in answer:
                     result.maybe.append(answer["saga_id"])
-        return status == 202
+        return status
 
     def wait_for_faults(self) -> None:
         """Hold the senders at the next fault's share of the transfers until the one
@@ -239,8 +239,10 @@ class _Run:
             while self.time_left() > 0 and self.accepted_count() < self.plan.transfers:
                 self.pace()
                 self.wait_for_faults()
-                if not self.send(rng):
-                    time.sleep(0.2)
+                status = self.send(rng)
+                if status != 202:
+                    # 429: the orchestrator holds MAX_IN_FLIGHT sagas; give them time.
+                    time.sleep(0.5 if status == 429 else 0.2)
 
         began = time.monotonic()
         with ThreadPoolExecutor(self.plan.concurrency) as pool:
