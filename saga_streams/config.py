@@ -22,8 +22,11 @@ __all__ = ["ACCOUNT_ID", "ConfigError", "Settings", "load_settings", "parse_acco
 
 DEFAULT_BROKER = "kafka://127.0.0.1:9092"
 DEFAULT_SAGA_RETENTION_S = 7 * 24 * 3600
-#: Sized from the open-loop benchmark (BENCHMARKS.md, "Backpressure").
-DEFAULT_MAX_IN_FLIGHT = 200
+#: Sized from the open-loop benchmark (BENCHMARKS.md, "Backpressure"), 2 cores: capacity
+#: ~190 sagas/s x 0.34 s (p50 with 64 in flight) = 64 (Little's law); at twice the capacity
+#: (377 POSTs/s) 64 kept ~190/s completed with p99 0.54-0.57 s from 202 to end, where 150
+#: fell to 44-134/s with p99 2.3-5.4 s and no cap to 3-29/s with p99 51-58 s.
+DEFAULT_MAX_IN_FLIGHT = 64
 
 
 class ConfigError(ValueError):

@@ -47,6 +47,9 @@ ENV = {
     "RETRY_MAX_DELAY": "8",
     "SERVICE_A_ACCOUNTS": "A-{1..20}=200",
     "SERVICE_B_ACCOUNTS": "B-{1..20}=50",
+    # A stall of a few seconds at RATE holds more sagas in flight than MAX_IN_FLIGHT's
+    # default; the refusals counted here are the brokers' (503), not the cap's (429).
+    "MAX_IN_FLIGHT": "1000",
 }
 TRANSFERS = 320
 CLIENTS = 6
