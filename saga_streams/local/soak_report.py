@@ -262,6 +262,14 @@ def _growth_lines(points: Sequence[Checkpoint]) -> list[str]:
     for what, ratio in ratios.items():
         verdict = "levels off" if ratio <= GROWTH_LIMIT else "⚠️ still grows"
         lines.append(f"- {what}: x{ratio:.2f}, {verdict}")
+    if ratios["changelogs"] > GROWTH_LIMIT:
+        lines += [
+            "",
+            "A changelog's removed sagas (tombstones) and overwritten values free space only "
+            "once Kafka compacts the topic, and it compacts closed segments only: with the "
+            "broker's defaults (segment.bytes 1 GiB, segment.ms 7 days) no segment of a "
+            "changelog closes during a run of this length.",
+        ]
     return lines
 
 
