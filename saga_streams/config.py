@@ -22,6 +22,9 @@ __all__ = ["ACCOUNT_ID", "ConfigError", "Settings", "load_settings", "parse_acco
 
 DEFAULT_BROKER = "kafka://127.0.0.1:9092"
 DEFAULT_SAGA_RETENTION_S = 7 * 24 * 3600
+#: An hour of outage (a worker or the broker down, a backlog) a saga may sit through
+#: between two commands about one action before its participants may forget the action.
+DEFAULT_LEDGER_GRACE_S = 3600
 #: Sized from the open-loop benchmark (BENCHMARKS.md, "Backpressure"), 2 cores: capacity
 #: ~190 sagas/s x 0.34 s (p50 with 64 in flight) = 64 (Little's law); at twice the capacity
 #: (377 POSTs/s) 64 kept ~190/s completed with p99 0.54-0.57 s from 202 to end, where 150
@@ -97,7 +100,9 @@ def _positive_int(env: Mapping[str, str], name: str, default: int, maximum: int)
     return value
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float, maximum: float) -> int:
+def _seconds(
+    env: Mapping[str, str], name: str, default: float, maximum: float, minimum: float = 0.1
+) -> int:
     """A duration in seconds (fractions allowed), returned in milliseconds."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
@@ -106,8 +111,8 @@ def _seconds(env: Mapping[str, str], name: str, default: float, maximum: float) 
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
-    if not 0.1 <= value <= maximum:  # also rejects NaN
-        raise ConfigError(f"{name}={raw!r} is out of range; use 0.1 to {maximum:g} seconds")
+    if not minimum <= value <= maximum:  # also rejects NaN
+        raise ConfigError(f"{name}={raw!r} is out of range; use {minimum:g} to {maximum:g} seconds")
     return round(value * 1000)
 
 
@@ -325,5 +330,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             step_timeout_ms=_seconds(env, "STEP_TIMEOUT", 5.0, maximum=3600),
             max_attempts=_positive_int(env, "STEP_MAX_ATTEMPTS", 3, maximum=100),
             max_delay_ms=_seconds(env, "RETRY_MAX_DELAY", 60.0, maximum=86400),
+            ledger_grace_ms=_seconds(
+                env, "LEDGER_GRACE", DEFAULT_LEDGER_GRACE_S, maximum=30 * 86400, minimum=0
+            ),
         ),
     )

@@ -286,6 +286,8 @@ def build_service_a(runner: asyncio.Runner, outbox: Outbox, failure_rate: str) -
             "SERVICE_A_FAILURE_RATE": failure_rate,
             "OPENING_BALANCE_A": "1000",
             "SERVICE_A_ACCOUNTS": "A-{1..3}=50, SAVINGS=0.5",
+            # The ledger window of the retry policy alone (175 s), no outage grace.
+            "LEDGER_GRACE": "0",
         }
     )
     app = create_participant_app(

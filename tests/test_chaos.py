@@ -2,7 +2,7 @@
 
 ``make chaos`` runs the same with thousands of transfers and twenty-odd faults, ``make
 soak`` with 100,000 transfers and two hundred faults. Here the retry policy is short, so
-the effective saga retention is too (27 s): sagas expire while the run goes on, and every
+the effective saga retention is too (57 s): sagas expire while the run goes on, and every
 accepted saga must still be accounted for, listed or counted as expired.
 """
 
@@ -28,8 +28,10 @@ def test_kills_pauses_broker_restart_and_replays_break_no_invariant(tmp_path: Pa
         seed=3,
         rate=15,
         accounts=20,
-        # Retention max(1 s, ledger window) = 3 x (1 + 2 + 2) + 2 + 10 s margin = 27 s.
+        # Retention max(1 s, ledger window) = 3 x (1 + 2 + 2) + 2 s, the 10 s arrival
+        # margin and 30 s of grace for the faults' stretching of a saga = 57 s.
         saga_retention_s=1,
+        ledger_grace_s=30,
         worker_env=(("STEP_TIMEOUT", "1"), ("RETRY_MAX_DELAY", "2")),
     )
     report = tmp_path / "RELIABILITY.md"

@@ -32,6 +32,8 @@ SETTINGS = {
     "STEP_TIMEOUT": "0.5",
     "STEP_MAX_ATTEMPTS": "3",
     "RETRY_MAX_DELAY": "1",
+    # No outage here, so no grace for one: the window is the retry policy's alone.
+    "LEDGER_GRACE": "0",
 }
 POLICY = load_settings(SETTINGS).retry_policy
 K_S = POLICY.ledger_retention_ms(max(len(w.steps) for w in WORKFLOWS.values())) / 1000

@@ -19,7 +19,7 @@ from saga_streams.agents.batches import acting_for
 from saga_streams.agents.expiry import SLICE, SagaExpiry
 from saga_streams.agents.orchestrator import Orchestrator
 from saga_streams.audit import _effects, audit, settled_totals
-from saga_streams.config import load_settings
+from saga_streams.config import ConfigError, load_settings
 from saga_streams.effects import saga_effects
 from saga_streams.messages import Reply, TimeoutElapsed, TransferRequested
 from saga_streams.partitions import partition_for
@@ -56,7 +56,9 @@ def test_effective_retention_is_saga_retention_or_the_ledger_window_if_longer() 
     assert effective_retention_ms(default.saga_retention_ms, default.retry_policy, WORKFLOWS) == (
         WEEK_MS
     )
-    short = load_settings({"SAGA_RETENTION": "1", "STEP_TIMEOUT": "0.5", "RETRY_MAX_DELAY": "1"})
+    short = load_settings(
+        {"SAGA_RETENTION": "1", "STEP_TIMEOUT": "0.5", "RETRY_MAX_DELAY": "1", "LEDGER_GRACE": "0"}
+    )
     # The fee transfer's 3 steps: 3 x (0.5 + 1 + 1) s + 1 s, and the 10 s arrival margin.
     assert effective_retention_ms(short.saga_retention_ms, short.retry_policy, WORKFLOWS) == 18_500
 
@@ -503,3 +505,17 @@ def test_a_request_without_a_deadline_under_an_expired_id_is_a_new_transfer(
     sagas.deliver(REQUESTS, TransferRequested(saga_id, TRANSFER.name, 3_00, requested_at=1))
     assert sagas.saga(saga_id).status == "STARTED"
     assert only_command(outbox, "service-a-deduct").amount_cents == 3_00
+
+
+def test_the_ledger_grace_lengthens_the_window_for_outages() -> None:
+    steps = max(len(w.steps) for w in WORKFLOWS.values())
+    # The retry policy alone: 3 x 35 s + 60 s + the 10 s arrival margin; an hour more
+    # by default for a saga stretched by a worker or the broker being down.
+    assert load_settings({"LEDGER_GRACE": "0"}).retry_policy.ledger_retention_ms(steps) == 175_000
+    assert load_settings({}).retry_policy.ledger_retention_ms(steps) == 175_000 + 3_600_000
+    assert load_settings({"LEDGER_GRACE": "120"}).retry_policy.ledger_retention_ms(steps) == (
+        295_000
+    )
+    for bad in ("-1", "soon", "nan", str(31 * 86400)):
+        with pytest.raises(ConfigError, match="LEDGER_GRACE"):
+            load_settings({"LEDGER_GRACE": bad})

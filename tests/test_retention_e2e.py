@@ -33,6 +33,7 @@ SETTINGS = {
     "SAGA_RETENTION": "1",
     "STEP_TIMEOUT": "0.5",
     "RETRY_MAX_DELAY": "1",
+    "LEDGER_GRACE": "0",  # no outage here: the window is the retry policy's alone
     "TOPIC_PARTITIONS": str(PARTITIONS),
     # Some transfers fail at B and are rolled back: every terminal status but FAILED's
     # refusals is likely; the counts are compared with what each saga ended as.

@@ -101,6 +101,10 @@ class ChaosPlan:
     accounts: int = 0
     #: SAGA_RETENTION for the workers (None: the default, a week, so none expires).
     saga_retention_s: float | None = None
+    #: LEDGER_GRACE for the workers: how far beyond the retry policy the faults may
+    #: stretch a saga between two commands about one action (kills, pauses, the
+    #: broker's restarts) before its participants may forget the action.
+    ledger_grace_s: float = 120.0
     #: Numbers of accepted transfers at which memory and storage are measured
     #: (empty: at a tenth, half and all of the transfers).
     checkpoints: tuple[int, ...] = ()
@@ -120,6 +124,7 @@ class ChaosPlan:
             env["SERVICE_B_ACCOUNTS"] = f"B-{{{first}..{last}}}=1000"
         if self.saga_retention_s is not None:
             env["SAGA_RETENTION"] = f"{self.saga_retention_s:g}"
+        env["LEDGER_GRACE"] = f"{self.ledger_grace_s:g}"
         return env
 
     def checkpoint_counts(self) -> list[int]:
@@ -561,6 +566,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--saga-retention", type=float, default=None, help="SAGA_RETENTION, s")
     parser.add_argument(
+        "--ledger-grace", type=float, default=defaults.ledger_grace_s, help="LEDGER_GRACE, s"
+    )
+    parser.add_argument(
         "--checkpoints", default="", help="accepted transfers to measure at: 10000,50000,100000"
     )
     parser.add_argument("--report", type=Path, default=None, help="write the report here")
@@ -591,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
         max_seconds=args.max_seconds,
         accounts=args.accounts,
         saga_retention_s=args.saga_retention,
+        ledger_grace_s=args.ledger_grace,
         checkpoints=checkpoints,
     )
     root = Path(tempfile.mkdtemp(prefix="saga-chaos-"))

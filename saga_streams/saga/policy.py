@@ -16,9 +16,19 @@ class RetryPolicy:
     max_attempts: int = 3
     #: The longest wait between two sends, however many attempts came before.
     max_delay_ms: int = 60_000
+    #: How much longer than this policy allows a saga may take between two commands about
+    #: one action, because a process or the broker was down or a backlog built up: the
+    #: timeouts that pace a saga only fire while its orchestrator runs. The participants
+    #: remember an action this much longer (LEDGER_GRACE; the settings default is an hour).
+    ledger_grace_ms: int = 0
 
     def __post_init__(self) -> None:
-        if self.step_timeout_ms <= 0 or self.max_attempts < 1 or self.max_delay_ms <= 0:
+        if (
+            self.step_timeout_ms <= 0
+            or self.max_attempts < 1
+            or self.max_delay_ms <= 0
+            or self.ledger_grace_ms < 0
+        ):
             raise ValueError(f"invalid retry policy: {self}")
 
     def delay_ms(self, attempt: int) -> int:
@@ -41,9 +51,10 @@ class RetryPolicy:
     def ledger_retention_ms(self, steps: int) -> int:
         """How long a participant remembers an action after last touching it (stream
         time): a command window, plus ``ARRIVAL_MARGIN_MS`` for the time between a send
-        and its append and for the orchestrator's and participant's clocks to differ.
-        The argument is in ``accounts.py``; a saga is kept at least this long too."""
-        return self.command_window_ms(steps) + ARRIVAL_MARGIN_MS
+        and its append and for the orchestrator's and participant's clocks to differ, plus
+        the grace for outages. The argument is in ``accounts.py``; a saga is kept at
+        least this long too."""
+        return self.command_window_ms(steps) + ARRIVAL_MARGIN_MS + self.ledger_grace_ms
 
 
 #: Send-to-append time and clock difference between workers that the ledger window allows.
