@@ -97,7 +97,16 @@ async def ensure_topics(
     await provision_topics(KafkaAccess(tuple(bootstrap.split(","))), specs, 1, timeout)
 
 
-_COMPACTED = {"cleanup.policy": "compact"}
+#: Changelogs: compacted, with segments rolled every 10 minutes or 16 MiB. Kafka compacts
+#: closed segments only: with the broker's defaults (1 GiB, 7 days) a changelog would keep
+#: every value ever written for a week, expired sagas and ledger entries included, and
+#: grow with the traffic however much retention removes (the soak measured it).
+_COMPACTED = {
+    "cleanup.policy": "compact",
+    "segment.ms": str(10 * 60 * 1000),
+    "segment.bytes": str(16 * 2**20),
+    "min.cleanable.dirty.ratio": "0.25",
+}
 #: Requests carry the time by which the view needs Kafka's acknowledgement: the broker's
 #: append time on each request lets the agent tell one appended too late (see
 #: ``TransferRequested.accept_by``).
