@@ -54,7 +54,8 @@ chaos: install
 
 # The soak: 100,000 transfers, both workflows, 500 accounts on each side, 200 faults
 # (SIGKILL of every role and of the broker, SIGSTOP, replays), sagas expiring after 60 s
-# (85 s with the run's retry policy); memory and storage measured at 10k, 50k and 100k.
+# (205 s with the run's retry policy and its 120 s LEDGER_GRACE); memory and storage
+# measured at 10k, 50k and 100k.
 # Unpaced; 20 to 40 minutes here. Writes RELIABILITY.md; exits 1 on any violation.
 soak: install
 	$(PY) -m saga_streams chaos --transfers 100000 --rate 0 --concurrency 12 \
