@@ -115,9 +115,21 @@ class Orchestrator:
             self.move_sagas
         )
         self.app.timer(interval=1.0)(self.fire_timeouts)
+        self.register_views(retention_ms)
+
+    def register_views(self, retention_ms: int) -> None:
+        """The HTTP API: sagas, operator actions, health, dashboard, integrity, retention
+        and the OpenAPI document."""
         peers = self.wiring.peers
-        views = SagaViews(self.sagas, self.wiring.send, self.policy, self.rules, peers, self.index,
-                          admission=self.admission)  # fmt: skip
+        views = SagaViews(
+            self.sagas,
+            self.wiring.send,
+            self.policy,
+            self.rules,
+            peers,
+            self.index,
+            admission=self.admission,
+        )
         register_saga_views(self.app, views)
         register_operator_views(self.app, OperatorViews(views))
         register_health_view(self.app, ORCHESTRATOR)
