@@ -36,6 +36,7 @@ from saga_streams.rules import ID_RULE, IDENTIFIER, Refused, TransferRules, late
 from saga_streams.saga.dsl import Registry
 from saga_streams.saga.engine import RequestRefused, SagaInput, decide
 from saga_streams.saga.logbook import render
+from saga_streams.saga.policy import ARRIVAL_MARGIN_MS
 from saga_streams.saga.state import now_ms
 from saga_streams.tables.deadlines import DeadlineIndex
 from saga_streams.tables.retention import effective_retention_ms
@@ -75,6 +76,7 @@ class Orchestrator:
         self.index = SagaIndex()
         #: Ended sagas are removed once expired, their totals settled first.
         retention_ms = effective_retention_ms(settings.saga_retention_ms, self.policy, workflows)
+        self.retention_ms = retention_ms
         self.settled = SettledStore(self.app, settings.partitions)
         self.expiry = SagaExpiry(
             self.app,
@@ -173,6 +175,8 @@ class Orchestrator:
         """Feed one input to the engine and store the saga it returns (without waiting for
         the changelog); return the commands to send once it is there."""
         saga = self.sagas.get(message.saga_id)
+        if saga is None and self.outlived(message, appended_at):
+            return []
         checked = self.checked(message, appended_at)
         now = now_ms()
         decision = decide(saga, checked, now, self.workflows, self.policy)
@@ -186,6 +190,32 @@ class Orchestrator:
         for event in decision.events:
             self.log.info(render(event, self.workflows))
         return list(decision.commands)
+
+    def outlived(self, message: Input, appended_at: int | None) -> bool:
+        """Whether ``message`` is a request Kafka appended a retention ago or more: skipped.
+
+        Its saga, if it ran, may have ended and expired since, and this is the same
+        record read again (a consumer that restarts from an offset committed long ago,
+        after a run of crashes and rebalances: the soak saw it). Run again, it would
+        move the money twice. A saga is removed a retention after its end, which comes
+        after its request's append, so a request appended less than that ago cannot
+        have lost its saga. The margin covers the broker's clock and this worker's.
+        The topic the workers create stamps append times; on one that stamps create
+        times, which any producer may set, nothing is known and nothing is skipped."""
+        if not isinstance(message, TransferRequested) or appended_at is None:
+            return False
+        age_ms = now_ms() - appended_at
+        if age_ms < self.retention_ms - ARRIVAL_MARGIN_MS:
+            return False
+        self.log.warning(
+            "⏭️  Skipped request %s: appended %.0fs ago, longer than the saga retention "
+            "(%.0fs); its saga may have run and expired [saga %s]",
+            message.saga_id,
+            age_ms / 1000,
+            self.retention_ms / 1000,
+            message.saga_id,
+        )
+        return True
 
     async def move_sagas(self, stream: faust.StreamT[bytes]) -> None:
         async for events in in_batches(stream, self.wiring.batch_max):
