@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e import Stack
+from tests.test_agents import Outbox
 
 
 @pytest.fixture
@@ -21,3 +23,16 @@ def stack_factory(tmp_path: Path) -> Iterator[object]:
     yield make
     for stack in stacks:
         stack.close()
+
+
+@pytest.fixture
+def runner() -> Iterator[asyncio.Runner]:
+    """An event loop of its own for each in-memory test (the apps and views run on it)."""
+    with asyncio.Runner() as runner:
+        yield runner
+
+
+@pytest.fixture
+def outbox() -> Outbox:
+    """What the agents and views under test sent, instead of Kafka."""
+    return Outbox()

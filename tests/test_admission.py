@@ -180,17 +180,6 @@ class HttpWithHeaders(Http):
 
 
 @pytest.fixture
-def runner() -> Iterator[asyncio.Runner]:
-    with asyncio.Runner() as runner:
-        yield runner
-
-
-@pytest.fixture
-def outbox() -> Outbox:
-    return Outbox()
-
-
-@pytest.fixture
 def orchestrator(runner: asyncio.Runner, outbox: Outbox) -> Orchestrator:
     settings = load_settings({"MAX_IN_FLIGHT": str(LIMIT)})
     role = Orchestrator(settings, WORKFLOWS, fake_wiring(outbox))

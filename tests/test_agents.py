@@ -231,17 +231,6 @@ def in_memory(app: faust.App, runner: asyncio.Runner) -> faust.App:
 # -- fixtures ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def runner() -> Iterator[asyncio.Runner]:
-    with asyncio.Runner() as runner:
-        yield runner
-
-
-@pytest.fixture
-def outbox() -> Outbox:
-    return Outbox()
-
-
 async def nothing_to_wait_for(table: DurableTable) -> None:
     """Table writes go to an in-memory store here and no changelog is produced: there is
     no Kafka acknowledgement to wait for."""

@@ -70,17 +70,6 @@ class Client:
         self._runner.run(self._client.close())
 
 
-@pytest.fixture
-def runner() -> Iterator[asyncio.Runner]:
-    with asyncio.Runner() as runner:
-        yield runner
-
-
-@pytest.fixture
-def outbox() -> Outbox:
-    return Outbox()
-
-
 def client_for(runner: asyncio.Runner, outbox: Outbox, env: dict[str, str]) -> Iterator[Client]:
     role = Orchestrator(load_settings(env), WORKFLOWS, fake_wiring(outbox))
     in_memory(role.app, runner)

@@ -27,11 +27,7 @@ from tests.test_agents import (
     Outbox,
     accounts,
     build_service_a,
-    outbox,
-    runner,
 )
-
-__all__ = ["outbox", "runner"]  # fixtures, imported for pytest
 
 #: The defaults: K = 3 x 35 s + 60 s + 10 s, the limit on an action's age 35 s + 10 s.
 POLICY = RetryPolicy()

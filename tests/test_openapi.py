@@ -50,12 +50,6 @@ def operations(document: dict[str, Any]) -> set[tuple[str, str]]:
 
 
 @pytest.fixture
-def runner() -> Iterator[asyncio.Runner]:
-    with asyncio.Runner() as runner:
-        yield runner
-
-
-@pytest.fixture
 def orchestrator_app(runner: asyncio.Runner) -> faust.App:
     role = Orchestrator(load_settings({}), WORKFLOWS, fake_wiring(Outbox()))
     return in_memory(role.app, runner)

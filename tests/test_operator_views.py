@@ -21,8 +21,6 @@ from tests.test_agents import (
 )
 
 # The in-memory orchestrator of the agent tests, and what it needs.
-runner = agents.runner
-outbox = agents.outbox
 orchestrator = agents.orchestrator
 orchestrator_app = agents.orchestrator_app
 orchestrator_http = agents.orchestrator_http

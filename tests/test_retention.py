@@ -198,17 +198,6 @@ def test_the_answer_sums_every_workers_share() -> None:
 
 
 @pytest.fixture
-def runner() -> Iterator[asyncio.Runner]:
-    with asyncio.Runner() as runner:
-        yield runner
-
-
-@pytest.fixture
-def outbox() -> Outbox:
-    return Outbox()
-
-
-@pytest.fixture
 def orchestrator(runner: asyncio.Runner, outbox: Outbox) -> Orchestrator:
     from tests.test_agents import fake_wiring, in_memory
 
