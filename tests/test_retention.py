@@ -33,6 +33,7 @@ from saga_streams.tables.retention import (
 from saga_streams.tables.settled import Settled, settled_key
 from saga_streams.web.retention import retention_json
 from saga_streams.workflows import TRANSFER, TRANSFER_WITH_FEE, WORKFLOWS
+from tests import test_agents as agents
 from tests.test_agents import (
     PARTITIONS,
     REPLIES,
@@ -197,20 +198,9 @@ def test_the_answer_sums_every_workers_share() -> None:
 # -- the orchestrator's sweep, in memory ------------------------------------------------
 
 
-@pytest.fixture
-def orchestrator(runner: asyncio.Runner, outbox: Outbox) -> Orchestrator:
-    from tests.test_agents import fake_wiring, in_memory
-
-    role = Orchestrator(load_settings({}), WORKFLOWS, fake_wiring(outbox))
-    in_memory(role.app, runner)
-    return role
-
-
-@pytest.fixture
-def sagas(runner: asyncio.Runner, orchestrator: Orchestrator) -> Iterator[OrchestratorDriver]:
-    driver = OrchestratorDriver(runner, orchestrator)
-    yield driver
-    driver.stop()
+# The in-memory orchestrator of the agent tests.
+orchestrator = agents.orchestrator
+sagas = agents.sagas
 
 
 @pytest.fixture
