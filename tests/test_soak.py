@@ -237,7 +237,7 @@ def test_the_report_shows_faults_invariants_checkpoints_and_settings() -> None:
     assert "| 100,000 | 100,000 | 6 min 40 s | 20,000 | 80,000 | 585.9 | 195.3 |" in text
     assert "- tables: x1.10, levels off" in text
     assert "- changelogs: x2.12, ⚠️ still grows" in text
-    assert "compacts closed segments only" in text
+    assert "a tombstone for each removal" in text
     assert "| SAGA_RETENTION | `60` |" in text
     assert "❌ at most once" in text and "2 min 5 s" in text
     assert growth(result.checkpoints[:1]) == {}
