@@ -18,6 +18,7 @@ from faust.types import EventT
 from saga_streams.agents.batches import acting_for
 from saga_streams.agents.expiry import SLICE, SagaExpiry
 from saga_streams.agents.orchestrator import Orchestrator
+from saga_streams.app import TIMEOUT_TOPIC
 from saga_streams.audit import _effects, audit, settled_totals
 from saga_streams.config import ConfigError, load_settings
 from saga_streams.effects import saga_effects
@@ -345,6 +346,43 @@ def test_nothing_is_removed_while_the_tables_are_recovering(
     assert all(orchestrator.sagas.get(saga_id) is not None for saga_id in saga_ids)
     recovered = replace(recovering, serving=lambda: True)
     assert runner.run(recovered.sweep([event])) == 3
+
+
+def test_a_quiet_partition_is_woken_by_the_timer_and_swept(
+    runner: asyncio.Runner, orchestrator: Orchestrator, sagas: OrchestratorDriver, outbox: Outbox
+) -> None:
+    (quiet,) = ids_in(3, 1, prefix="q")
+    complete(sagas, outbox, quiet, 4_00)
+    outbox.take()
+    runner.run(orchestrator.fire_timeouts())
+    assert outbox.take() == []  # not expired yet: nothing to wake
+
+    later(orchestrator, WEEK_MS + 1_000)
+    orchestrator.expiry.swept_at.clear()  # as if partition 3 had been quiet for QUIET_S
+    runner.run(orchestrator.fire_timeouts())
+    (woken,) = outbox.take()
+    assert (woken.topic, woken.key) == (TIMEOUT_TOPIC, quiet)
+    assert isinstance(woken.message, TimeoutElapsed)
+    runner.run(orchestrator.fire_timeouts())
+    assert outbox.take() == []  # one wake-up per quiet spell
+    assert sagas.store.get(quiet) is not None  # the timer only reads the table
+
+    sagas.deliver(TIMEOUT_TOPIC, woken.message)
+    assert sagas.store.get(quiet) is None
+    assert orchestrator.settled.get(3).expired["COMPLETED"] == 1
+    assert outbox.take() == []  # the ended saga ignored its timeout
+
+
+def test_the_queue_heads_skip_sagas_that_moved_on() -> None:
+    queue = RetentionQueue(PARTITIONS)
+    first, second = ids_in(2, 2)
+    queue.track(ended(first, 100))
+    queue.track(ended(second, 200))
+    assert queue.heads() == [(2, (100, first))]
+    queue.forget(first)
+    assert queue.heads() == [(2, (200, second))]
+    queue.track(replace(ended(second, 300), status="STARTED"))
+    assert queue.heads() == []
 
 
 # -- a crash between the settled totals and the tombstones ------------------------------

@@ -7,9 +7,13 @@ being handled, and only the agent handling an event of a partition may write it;
 after each batch, for each partition among the batch's events, the agent acts for one of
 them and removes that partition's expired sagas, at most ``SLICE`` of them: a backlog
 (after a long stop, or a lowered SAGA_RETENTION) drains over the following batches
-without holding the event loop for long. A partition with no traffic keeps its expired
-sagas until its next event, whatever kind (a request, a reply, a timeout, even input
-that is skipped): removal only ever happens then.
+without holding the event loop for long. Any event of a partition will do (a request, a
+reply, a timeout, even input that is skipped). A partition without traffic is woken:
+once its oldest ended saga is past the retention and it had no sweep for ``QUIET_S``,
+the orchestrator's timer sends that saga a ``TimeoutElapsed`` (``wake_ups``). The engine
+ignores a timeout for an ended saga, and the batch it arrives in is swept like any
+other. So sagas expire on a quiet system too, and removal still only ever happens in
+the agent, the table's one writer.
 
 Before any tombstone, the sagas are folded into the settled totals of their partition
 (``tables/settled.py``, where the argument for crash safety is), and the agent waits for
@@ -35,10 +39,12 @@ from saga_streams.tables.saga_index import generation
 from saga_streams.tables.sagas import SagaStore
 from saga_streams.tables.settled import SettledStore
 
-__all__ = ["SLICE", "SagaExpiry"]
+__all__ = ["QUIET_S", "SLICE", "SagaExpiry"]
 
 #: At most this many sagas are removed per partition per batch.
 SLICE = 100
+#: A partition with expired sagas and no sweep for this long is woken (seconds).
+QUIET_S = 2.0
 
 
 @dataclass
@@ -60,6 +66,8 @@ class SagaExpiry:
 
     def __post_init__(self) -> None:
         self.queue = RetentionQueue(self.settled.partitions)
+        #: partition -> when (``time.monotonic``) it was last swept or woken.
+        self.swept_at: dict[int, float] = {}
 
     def track(self, saga: Saga) -> None:
         """Record a saga's latest state (called after every write of the saga)."""
@@ -79,6 +87,8 @@ class SagaExpiry:
         for event in events:
             acting.setdefault(event.message.partition, event)
         began = time.perf_counter()
+        for partition in acting:
+            self.swept_at[partition] = time.monotonic()
         slices = [
             (event, self._settle(partition, event, ended_before))
             for partition, event in sorted(acting.items())
@@ -99,6 +109,24 @@ class SagaExpiry:
                 (time.perf_counter() - began) * 1000,
             )
         return removed
+
+    def wake_ups(self) -> list[tuple[str, int]]:
+        """The sagas to send a ``TimeoutElapsed`` so that quiet partitions are swept: for
+        each partition this worker holds whose oldest ended saga is past the retention
+        and that was neither swept nor woken for ``QUIET_S``, that saga's id and when its
+        retention ended (the timeout's deadline)."""
+        if not self.serving():
+            return []
+        self.queue.refresh(generation(self.app), self.sagas.stored)
+        ended_before = self.clock() - self.retention_ms
+        now = time.monotonic()
+        due: list[tuple[str, int]] = []
+        for partition, (updated_at, saga_id) in self.queue.heads():
+            quiet = now - self.swept_at.get(partition, float("-inf")) >= QUIET_S
+            if updated_at < ended_before and quiet:
+                self.swept_at[partition] = now  # one wake-up per quiet spell
+                due.append((saga_id, updated_at + self.retention_ms))
+        return due
 
     def _settle(
         self, partition: int, event: EventT[bytes], ended_before: int

@@ -249,7 +249,11 @@ class Orchestrator:
             # ready (the listing refreshes it too, for a listing that comes first).
             self.deadlines.refresh(generation(self.app), self.sagas.all)
             self.index.refresh(generation(self.app), self.sagas.stored)
-        for saga_id, deadline in self.deadlines.due(now_ms(), limit=1000):
+        due = self.deadlines.due(now_ms(), limit=1000)
+        # A partition without traffic has no batch to sweep expired sagas after: its
+        # oldest expired saga gets a timeout, which the engine ignores (the saga has
+        # ended) and whose batch is swept (agents/expiry.py).
+        for saga_id, deadline in [*due, *self.expiry.wake_ups()]:
             await self.wiring.send(
                 TIMEOUT_TOPIC, saga_id, encode(TimeoutElapsed(saga_id, deadline))
             )

@@ -105,6 +105,10 @@ class ChaosPlan:
     #: stretch a saga between two commands about one action (kills, pauses, the
     #: broker's restarts) before its participants may forget the action.
     ledger_grace_s: float = 120.0
+    #: Before the final restart, the run goes on without load (workers supervised)
+    #: until this many seconds from its start: time for a short retention to pass, so
+    #: that sagas expire on a quiet system too. 0: no wait.
+    quiet_until_s: float = 0.0
     #: Numbers of accepted transfers at which memory and storage are measured
     #: (empty: at a tenth, half and all of the transfers).
     checkpoints: tuple[int, ...] = ()
@@ -466,6 +470,13 @@ class _Run:
                 f"made {len(appeared)} sagas ({appeared[:3]})",
             )
 
+    def stay_quiet(self) -> None:
+        """No load until ``plan.quiet_until_s`` into the run; workers that die are
+        started again."""
+        while self.now() < self.plan.quiet_until_s and self.time_left() > 0:
+            self.supervise()
+            time.sleep(0.5)
+
     def finish(self) -> None:
         self.fault("restart every worker (SIGTERM)")
         for role in list(self.cluster.workers):
@@ -491,6 +502,7 @@ class _Run:
             if loader.is_alive() or self.accepted_count() < self.plan.transfers:
                 self.result.fail("load", "the load did not finish in time")
             self.checkpoint_if_due()
+            self.stay_quiet()
             self.finish()
         finally:
             self.stop_watching.set()
@@ -531,6 +543,7 @@ class _Run:
             ("senders, rate", f"{plan.concurrency}, {plan.rate or 'unpaced'}"),
             ("checkpoints", ", ".join(f"{n:,}" for n in plan.checkpoint_counts())),
             ("seed, max seconds", f"{plan.seed}, {plan.max_seconds:g}"),
+            ("quiet until", f"{plan.quiet_until_s:g} s into the run"),
             ("machine", f"{os.cpu_count()} cores, Python {platform.python_version()}"),
         ]
 

@@ -94,6 +94,17 @@ class RetentionQueue:
             self.rebuild(read_stored())
             self._built_for = assignment
 
+    def heads(self) -> list[tuple[int, Ended]]:
+        """Each partition's oldest ended saga, with its partition (stale entries at the
+        head of a queue are dropped on the way)."""
+        heads: list[tuple[int, Ended]] = []
+        for partition, heap in sorted(self._heaps.items()):
+            while heap and self._ended.get(heap[0][1]) != heap[0]:
+                heapq.heappop(heap)
+            if heap:
+                heads.append((partition, heap[0]))
+        return heads
+
     def take_expired(self, partition: int, ended_before: int, limit: int) -> list[Ended]:
         """Take up to ``limit`` sagas of ``partition`` that ended before ``ended_before``
         (epoch ms), oldest first, off the queue: the caller removes them from the table
