@@ -82,7 +82,16 @@ class Load:
         if n % 4 == 0:
             body["workflow"] = "transfer-with-fee"
         alive = [w for w in self.stack.names("orchestrator") if w not in self.killed]
-        return http_json("POST", self.stack.url(alive[n % len(alive)], "/transfer"), body, 10)
+        url = self.stack.url(alive[n % len(alive)], "/transfer")
+        # A worker taking over a killed one's partitions may hold more sagas in flight
+        # than MAX_IN_FLIGHT for a while: 429, nothing published, and a client tries
+        # again, as this one does (for at most 60 s).
+        deadline = time.monotonic() + 60
+        status, answer = http_json("POST", url, body, 10)
+        while status == 429 and time.monotonic() < deadline:
+            time.sleep(1.0)
+            status, answer = http_json("POST", url, body, 10)
+        return status, answer
 
     def run(self, transfers: int) -> list[str]:
         """Every transfer accepted (202): their saga ids."""
