@@ -20,6 +20,7 @@ from saga_streams.web.admission import (
     MAX_RETRY_AFTER_S,
     PENDING_TTL_MS,
     RATE_WINDOW_MS,
+    RECOVERING_RETRY_AFTER_S,
     Admission,
 )
 from saga_streams.workflows import WORKFLOWS
@@ -41,12 +42,12 @@ def saga(saga_id: str, status: Any = "STARTED") -> Saga:
 
 
 class Table:
-    """The in-flight count of a worker's table, set by hand."""
+    """The in-flight count of a worker's table, set by hand (None: recovering)."""
 
     def __init__(self) -> None:
-        self.count = 0
+        self.count: int | None = 0
 
-    def __call__(self) -> int:
+    def __call__(self) -> int | None:
         return self.count
 
 
@@ -64,6 +65,18 @@ def test_admits_up_to_the_limit_counting_requests_not_yet_seen(table: Table) -> 
     assert refusal is not None and len(refused) == 1
     assert "(3, at most 3: MAX_IN_FLIGHT)" in refusal.error
     assert admission.load(T0) == 3
+
+
+def test_every_request_is_refused_while_the_tables_recover(table: Table) -> None:
+    refused: list[None] = []
+    admission = Admission(3, table, lambda: refused.append(None))
+    table.count = None  # recovering: the count is not known
+    refusal = admission.admit("s0", T0)
+    assert refusal is not None and refusal.retry_after_s == RECOVERING_RETRY_AFTER_S
+    assert "recovering its tables" in refusal.error and "nothing was published" in refusal.error
+    assert len(refused) == 1 and admission.pending(T0) == 0
+    table.count = 0  # recovered
+    assert admission.admit("s0", T0) is None
 
 
 def test_a_request_seen_by_the_agent_counts_once(table: Table) -> None:
@@ -236,3 +249,15 @@ def test_a_slot_frees_when_a_saga_ends(
     assert driver.saga(first.saga_id).status == "FAILED"
     assert http.post_answer(b'{"amount": 1}')[0] == 202
     assert [sent.topic for sent in outbox.take()] == ["transfer-requests"]
+
+
+def test_while_its_tables_recover_the_worker_answers_429_and_publishes_nothing(
+    http: HttpWithHeaders, outbox: Outbox, orchestrator: Orchestrator, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(orchestrator.wiring.peers, "recovered", lambda: False)
+    status, headers, body = http.post_answer(b'{"amount": 1}')
+    assert status == 429 and headers["Retry-After"] == str(RECOVERING_RETRY_AFTER_S)
+    assert "recovering its tables" in body["error"]
+    assert outbox.take() == []
+    monkeypatch.setattr(orchestrator.wiring.peers, "recovered", lambda: True)
+    assert http.post_answer(b'{"amount": 1}')[0] == 202

@@ -98,7 +98,7 @@ class Orchestrator:
         #: POST /transfer answers 429 beyond MAX_IN_FLIGHT sagas in flight here.
         self.admission = Admission(
             settings.max_in_flight,
-            lambda: len(self.deadlines.in_flight()),
+            self.in_flight_count,
             self.metrics.transfers_refused.inc,
         )
         self.strays = StrayForwarder(self.wiring.send, settings.partitions, self.log)
@@ -118,6 +118,14 @@ class Orchestrator:
         )
         self.app.timer(interval=1.0)(self.fire_timeouts)
         self.register_views(retention_ms)
+
+    def in_flight_count(self) -> int | None:
+        """The sagas in flight in this worker's partitions, None while its tables are
+        recovering: the deadline index is rebuilt for a new assignment only then."""
+        if not self.wiring.peers.recovered():
+            return None
+        self.deadlines.refresh(generation(self.app), self.sagas.all)
+        return len(self.deadlines.in_flight())
 
     def register_views(self, retention_ms: int) -> None:
         """The HTTP API: sagas, operator actions, health, dashboard, integrity, retention

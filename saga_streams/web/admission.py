@@ -14,6 +14,11 @@ whole burst. A pending request stops counting once the agent has seen it (it is 
 the table, or refused) or after ``PENDING_TTL_MS``: a request whose partition a rebalance
 moved to another worker is never seen here and must not hold a slot forever.
 
+While the worker cannot count its sagas in flight (its tables are recovering after a
+start or a rebalance, and the in-flight count still describes the partitions it held
+before), every request is refused: counting none would accept a whole recovery's worth
+of requests (the soak saw 13,000 accepted in one), and every one of them would wait.
+
 Pure: the clock is passed in, and the in-flight count is read through a callable.
 """
 
@@ -31,6 +36,7 @@ __all__ = [
     "MIN_RATE_SPAN_MS",
     "PENDING_TTL_MS",
     "RATE_WINDOW_MS",
+    "RECOVERING_RETRY_AFTER_S",
     "Admission",
     "Refusal",
 ]
@@ -49,6 +55,8 @@ MIN_RATE_SPAN_MS = 1_000
 #: However slow the sagas end, a client is told to come back within a minute, to see a
 #: fresh estimate.
 MAX_RETRY_AFTER_S = 60
+#: Retry-After while the worker recovers its tables: a recovery takes seconds.
+RECOVERING_RETRY_AFTER_S = 2
 
 
 @dataclass(frozen=True)
@@ -63,13 +71,14 @@ class Admission:
     """Decides each ``POST /transfer`` of one orchestrator worker.
 
     ``limit``: MAX_IN_FLIGHT; ``in_flight``: how many sagas the worker's table holds in
-    flight now; ``on_refusal``: called once per refused request (the metrics counter).
+    flight now, None while that is not known (tables recovering); ``on_refusal``:
+    called once per refused request (the metrics counter).
     """
 
     def __init__(
         self,
         limit: int,
-        in_flight: Callable[[], int],
+        in_flight: Callable[[], int | None],
         on_refusal: Callable[[], None] = lambda: None,
     ) -> None:
         if limit < 1:
@@ -91,6 +100,14 @@ class Admission:
         request goes to (a request for another worker's partition becomes that
         worker's saga, and counts there once it has arrived)."""
         load = self.load(now)
+        if load is None:
+            self.on_refusal()
+            error = (
+                "this worker is recovering its tables (after a start or a rebalance) and "
+                "cannot count its transfers in flight; nothing was published, try again "
+                f"in {RECOVERING_RETRY_AFTER_S} s"
+            )
+            return Refusal(RECOVERING_RETRY_AFTER_S, error)
         if load >= self.limit:
             self.on_refusal()
             wait = self.retry_after_s(now, load)
@@ -103,10 +120,12 @@ class Admission:
             self._pending[saga_id] = now
         return None
 
-    def load(self, now: int) -> int:
-        """Sagas in flight in the table plus requests accepted and not yet seen."""
+    def load(self, now: int) -> int | None:
+        """Sagas in flight in the table plus requests accepted and not yet seen; None
+        while the table's count is not known."""
         self._expire(now)
-        return self.in_flight() + len(self._pending)
+        in_flight = self.in_flight()
+        return None if in_flight is None else in_flight + len(self._pending)
 
     def pending(self, now: int) -> int:
         """Requests accepted and not yet seen by the agent (nor expired)."""

@@ -79,6 +79,11 @@ class Peers:
         """Whether this worker's tables can be read: not rebalancing, nothing to recover."""
         return not self.app.rebalancing and tables_ready(self.app)
 
+    def recovered(self) -> bool:
+        """Whether this worker's tables hold all their changelogs do for its active
+        partitions (a rebalance that is not over may still move them)."""
+        return tables_ready(self.app)
+
     def holds(self, table: DurableTable, key: str) -> bool:
         """Whether this worker holds ``key``'s partition as an active one (with several
         workers per role, each holds some partitions; a standby copy does not count)."""
@@ -105,6 +110,9 @@ class Alone(Peers):
     without Kafka (the agent tests)."""
 
     def serving(self) -> bool:
+        return True
+
+    def recovered(self) -> bool:
         return True
 
     def holds(self, table: DurableTable, key: str) -> bool:
