@@ -14,10 +14,11 @@ from typing import Any, Protocol
 
 import faust
 
-from saga_streams.config import Settings
+from saga_streams.config import DEFAULT_TOMBSTONE_RETENTION_S, Settings
 from saga_streams.connection import KafkaAccess
 from saga_streams.roles import ORCHESTRATOR, PARTICIPANTS, Role, check_workflows
 from saga_streams.saga.dsl import Registry
+from saga_streams.tables.local import discard_if_stale, note_interval_s, note_running
 from saga_streams.topics import TopicError, TopicSpec, provision_topics
 from saga_streams.web.auth import require_token, warn_if_open
 from saga_streams.web.cors import allow_cross_origin_reads
@@ -97,16 +98,26 @@ async def ensure_topics(
     await provision_topics(KafkaAccess(tuple(bootstrap.split(","))), specs, 1, timeout)
 
 
-#: Changelogs: compacted, with segments rolled every 10 minutes or 16 MiB. Kafka compacts
-#: closed segments only: with the broker's defaults (1 GiB, 7 days) a changelog would keep
-#: every value ever written for a week, expired sagas and ledger entries included, and
-#: grow with the traffic however much retention removes (the soak measured it).
-_COMPACTED = {
-    "cleanup.policy": "compact",
-    "segment.ms": str(10 * 60 * 1000),
-    "segment.bytes": str(16 * 2**20),
-    "min.cleanable.dirty.ratio": "0.25",
-}
+def changelog_config(
+    tombstone_retention_ms: int = DEFAULT_TOMBSTONE_RETENTION_S * 1000,
+) -> dict[str, str]:
+    """Changelogs: compacted, with segments rolled every 10 minutes or 16 MiB. Kafka
+    compacts closed segments only: with the broker's defaults (1 GiB, 7 days) a changelog
+    would keep every value ever written for a week, expired sagas and ledger entries
+    included, and grow with the traffic however much retention removes (the soak
+    measured it). A removed key's tombstone stays ``tombstone_retention_ms`` after
+    compaction (TOMBSTONE_RETENTION): the changelog holds the live keys plus about that
+    long of removals."""
+    return {
+        "cleanup.policy": "compact",
+        "segment.ms": str(10 * 60 * 1000),
+        "segment.bytes": str(16 * 2**20),
+        "min.cleanable.dirty.ratio": "0.25",
+        "delete.retention.ms": str(tombstone_retention_ms),
+    }
+
+
+_COMPACTED = changelog_config()
 #: Requests carry the time by which the view needs Kafka's acknowledgement: the broker's
 #: append time on each request lets the agent tell one appended too late (see
 #: ``TransferRequested.accept_by``).
@@ -135,12 +146,19 @@ class SagaApp(faust.App):
         warn_if_open(self.settings)
         # Faust creates the data folder without its parents; DATA_DIR may be new.
         Path(self.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
+        # Before any table opens its local store (that happens on assignment).
+        tabledir = Path(self.conf.tabledir)
+        discard_if_stale(tabledir, self.settings.tombstone_retention_ms)
+        note_running(tabledir)
         await super().on_first_start()
         partitions = self.conf.topic_partitions
         topics = {name: TopicSpec(partitions) for name in all_topic_names(self.workflows)}
         topics[TRANSFER_REQUEST_TOPIC] = TopicSpec(partitions, _APPEND_TIME)
+        changelog = TopicSpec(
+            partitions, changelog_config(self.settings.tombstone_retention_ms), enforce=True
+        )
         for table in self.tables.values():
-            topics[table.changelog_topic.get_topic_name()] = TopicSpec(partitions, _COMPACTED)
+            topics[table.changelog_topic.get_topic_name()] = changelog
         # Faust's own: the partition assignor's leader topic, one partition.
         topics[f"{self.conf.id}-__assignor-__leader"] = TopicSpec(1)
         try:
@@ -216,6 +234,12 @@ def create_app(role: Role, settings: Settings, workflows: Registry) -> SagaApp:
     app.kafka = settings.kafka
     app.settings = settings
     app.workflows = workflows
+
+    async def note_this_worker_runs() -> None:
+        note_running(Path(app.conf.tabledir))
+
+    app.timer(interval=note_interval_s(settings.tombstone_retention_ms))(note_this_worker_runs)
+
     return app
 
 

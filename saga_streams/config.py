@@ -30,6 +30,8 @@ DEFAULT_LEDGER_GRACE_S = 3600
 #: (377 POSTs/s) 64 kept ~190/s completed with p99 0.54-0.57 s from 202 to end, where 150
 #: fell to 44-134/s with p99 2.3-5.4 s and no cap to 3-29/s with p99 51-58 s.
 DEFAULT_MAX_IN_FLIGHT = 64
+#: How long the changelogs keep a tombstone once compacted: Kafka's own default, a day.
+DEFAULT_TOMBSTONE_RETENTION_S = 86400
 
 
 class ConfigError(ValueError):
@@ -62,6 +64,10 @@ class Settings:
     #: STARTED and COMPENSATING sagas one orchestrator worker holds before POST /transfer
     #: answers 429 (MAX_IN_FLIGHT).
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    #: The changelogs' ``delete.retention.ms`` (TOMBSTONE_RETENTION, seconds): how long a
+    #: removed key's tombstone outlives compaction. A worker's local tables older than
+    #: half of it are discarded at start (``tables/local.py``).
+    tombstone_retention_ms: int = DEFAULT_TOMBSTONE_RETENTION_S * 1000
 
     @property
     def kafka_broker(self) -> str:
@@ -326,6 +332,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "SAGA_RETENTION", DEFAULT_SAGA_RETENTION_S, maximum=10 * 365 * 86400
         ),
         max_in_flight=_positive_int(env, "MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, 1_000_000),
+        tombstone_retention_ms=_seconds(
+            env,
+            "TOMBSTONE_RETENTION",
+            DEFAULT_TOMBSTONE_RETENTION_S,
+            maximum=365 * 86400,
+            minimum=60,
+        ),
         retry_policy=RetryPolicy(
             step_timeout_ms=_seconds(env, "STEP_TIMEOUT", 5.0, maximum=3600),
             max_attempts=_positive_int(env, "STEP_MAX_ATTEMPTS", 3, maximum=100),

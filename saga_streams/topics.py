@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.conn import create_conn
 from aiokafka.errors import (
     AuthenticationFailedError,
@@ -56,6 +57,9 @@ class TopicError(Exception):
 class TopicSpec:
     partitions: int
     config: Mapping[str, str] = field(default_factory=dict)
+    #: Whether a topic that exists already is brought to ``config`` (the changelogs,
+    #: whose tombstone retention the workers' local tables rely on: ``tables/local.py``).
+    enforce: bool = False
 
 
 async def provision_topics(
@@ -128,6 +132,7 @@ async def _create_and_check(
                 for name, spec in topics.items()
             ]
         )
+        existing: list[str] = []
         for topic, code, *rest in response.topic_errors:
             if code not in (0, _TOPIC_ALREADY_EXISTS):
                 detail = rest[0] if rest and rest[0] else f"error {code}"
@@ -136,6 +141,9 @@ async def _create_and_check(
                 )
             if code == 0:
                 log.info("Created topic %r with %d partitions", topic, topics[topic].partitions)
+            else:
+                existing.append(topic)
+        await _enforce_configs(admin, {t: topics[t] for t in existing if topics[t].enforce})
         for topic, (partitions, replicas) in (await _layout(admin, list(topics))).items():
             wanted = topics[topic].partitions
             if partitions != wanted:
@@ -151,6 +159,40 @@ async def _create_and_check(
                 )
     finally:
         await admin.close()
+
+
+async def _enforce_configs(admin: AIOKafkaAdminClient, topics: Mapping[str, TopicSpec]) -> None:
+    """Bring each existing topic's configuration to its spec where it differs (a setting
+    changed since the topic was made). Nothing is asked of the brokers when all match,
+    so a cluster that grants no AlterConfigs works as long as its topics are right."""
+    differing = [
+        name for name, spec in topics.items() if await _current(admin, name, spec) != spec.config
+    ]
+    for name in differing:
+        # AlterConfigs sets the topic's whole configuration: the spec is all of it.
+        wanted = dict(topics[name].config)
+        (response,) = await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name, wanted)]
+        )
+        for resource in response.to_object()["resources"]:
+            if resource["error_code"]:
+                raise TopicError(
+                    f"topic {resource['resource_name']!r} needs {wanted} but the brokers "
+                    f"refused to alter it: {resource['error_message'] or resource['error_code']}"
+                )
+        log.info("Set the configuration of topic %r: %s", name, wanted)
+
+
+async def _current(admin: AIOKafkaAdminClient, name: str, spec: TopicSpec) -> dict[str, str]:
+    """The topic's values of the settings ``spec`` names, as the brokers apply them."""
+    wanted = ConfigResource(ConfigResourceType.TOPIC, name, dict.fromkeys(spec.config))
+    current: dict[str, str] = {}
+    for response in await admin.describe_configs([wanted]):
+        for resource in response.to_object()["resources"]:
+            for entry in resource["config_entries"]:
+                # (The protocol's field is "config_names", one name per entry.)
+                current[entry["config_names"]] = str(entry["config_value"])
+    return current
 
 
 async def _layout(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, tuple[int, int]]:

@@ -18,9 +18,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("domain", ("workflows.py", "roles.py", "rules.py", "accounts.py", "partitions.py",
                 "faults.py", "effects.py")),
     # web/cors.py, web/auth.py: aiohttp middlewares that app.py installs, apart from
-    # the views.
+    # the views; tables/local.py: the worker's local table folder, which app.py checks
+    # at start.
     ("infrastructure", ("app.py", "topics.py", "connection.py", "config.py", "web/cors.py",
-                        "web/auth.py")),
+                        "web/auth.py", "tables/local.py")),
     ("state and HTTP", ("tables/", "web/", "http_client.py", "metrics.py")),
     ("roles", ("agents/wiring.py", "agents/batches.py", "agents/strays.py",
                "agents/stream_time.py", "agents/participant.py", "agents/expiry.py",

@@ -9,19 +9,25 @@ arrival margin), which wins.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from saga_streams.audit import _effects
+from saga_streams.config import load_settings
 from saga_streams.http_client import http_json
 from saga_streams.money import cents
 from saga_streams.partitions import partition_for
 from saga_streams.saga.state import epoch_seconds
+from saga_streams.tables.local import LAST_SEEN
 from saga_streams.workflows import WORKFLOWS
 from tests.e2e import Stack
 
@@ -29,8 +35,10 @@ pytestmark = pytest.mark.kafka
 
 PARTITIONS = 4
 RETENTION_S = 18.5
+TOMBSTONE_S = 600
 SETTINGS = {
     "SAGA_RETENTION": "1",
+    "TOMBSTONE_RETENTION": str(TOMBSTONE_S),
     "STEP_TIMEOUT": "0.5",
     "RETRY_MAX_DELAY": "1",
     "LEDGER_GRACE": "0",  # no outage here: the window is the retry policy's alone
@@ -146,8 +154,43 @@ def test_ended_sagas_expire_and_the_money_stays_accounted(
     stack.restart("orchestrator", kill=True)
     assert get(stack, "/retention") == (200, retention)
     assert all(get(stack, f"/sagas/{saga_id}")[0] == 404 for saga_id in saga_ids)
+    assert_away_too_long_the_tables_are_recovered_whole(stack, retention, saga_ids)
     # A new transfer runs beside the settled totals, and the books still balance.
     status, body = stack.transfer(5)
     assert status == 202, body
     stack.wait_terminal([body["saga_id"]], timeout=30)
     stack.assert_invariants()
+
+
+def assert_away_too_long_the_tables_are_recovered_whole(
+    stack: Stack, retention: Any, saga_ids: list[str]
+) -> None:
+    """An orchestrator that last ran more than half the tombstone retention ago (its note
+    aged by hand) discards its local tables at start and recovers them from the
+    changelogs; started with a new TOMBSTONE_RETENTION, it sets the changelogs' to it."""
+    changelog = "saga-orchestrator-sagas-changelog"
+    assert asyncio.run(tombstone_retention_ms(stack, changelog)) == TOMBSTONE_S * 1000
+    stack.workers["orchestrator"].kill()
+    (note,) = (stack.root / "data").glob(f"orchestrator-*/**/{LAST_SEEN}")
+    # Last ran a minute longer ago than half the retention it starts with.
+    aged = time.time() - 900 / 2 - 60
+    os.utime(note, (aged, aged))
+    stack.start_worker("orchestrator", {"TOMBSTONE_RETENTION": "900"}).wait_ready()
+    assert "Discarded the local tables" in stack.log("orchestrator")
+    assert get(stack, "/retention") == (200, retention)
+    assert all(get(stack, f"/sagas/{saga_id}")[0] == 404 for saga_id in saga_ids)
+    assert asyncio.run(tombstone_retention_ms(stack, changelog)) == 900_000
+
+
+async def tombstone_retention_ms(stack: Stack, topic: str) -> int:
+    """The topic's ``delete.retention.ms`` as the broker applies it."""
+    admin = AIOKafkaAdminClient(**load_settings(stack.worker_env()).kafka.client_kwargs())
+    await admin.start()
+    try:
+        wanted = ConfigResource(ConfigResourceType.TOPIC, topic, {"delete.retention.ms": None})
+        (response,) = await admin.describe_configs([wanted])
+        (resource,) = response.to_object()["resources"]
+        (entry,) = resource["config_entries"]
+        return int(entry["config_value"])
+    finally:
+        await admin.close()
