@@ -105,6 +105,9 @@ class ChaosPlan:
     #: stretch a saga between two commands about one action (kills, pauses, the
     #: broker's restarts) before its participants may forget the action.
     ledger_grace_s: float = 120.0
+    #: TOMBSTONE_RETENTION for the workers (None: the default, a day): how long the
+    #: changelogs keep a removed key's tombstone once compacted.
+    tombstone_retention_s: float | None = None
     #: Before the final restart, the run goes on without load (workers supervised)
     #: until this many seconds from its start: time for a short retention to pass, so
     #: that sagas expire on a quiet system too. 0: no wait.
@@ -129,6 +132,8 @@ class ChaosPlan:
         if self.saga_retention_s is not None:
             env["SAGA_RETENTION"] = f"{self.saga_retention_s:g}"
         env["LEDGER_GRACE"] = f"{self.ledger_grace_s:g}"
+        if self.tombstone_retention_s is not None:
+            env["TOMBSTONE_RETENTION"] = f"{self.tombstone_retention_s:g}"
         return env
 
     def checkpoint_counts(self) -> list[int]:
@@ -159,6 +164,8 @@ class _Run:
         self.next_send = 0.0
         self.unknown_outcomes = 0  # POSTs with no answer: their saga may exist or not
         self.due_checkpoints = plan.checkpoint_counts()
+        #: process -> the most resident memory sampled since the last checkpoint (KiB).
+        self.peak_rss: dict[str, int] = {}
         #: The senders stop at this many accepted transfers until the next fault is in.
         self.allowed = plan.transfers
 
@@ -269,7 +276,20 @@ class _Run:
                 since = began
             except (OSError, KeyError, ValueError):
                 pass  # the orchestrator is down or restarting: the next poll reads more
+            self.sample_rss()
             self.checkpoint_if_due()
+
+    def sample_rss(self) -> None:
+        """Each process's resident memory now, into the peaks since the last checkpoint."""
+        for name, kib in self.rss_now().items():
+            if kib is not None:
+                self.peak_rss[name] = max(kib, self.peak_rss.get(name, 0))
+
+    def rss_now(self) -> dict[str, int | None]:
+        cluster = self.cluster
+        rss = {name: rss_kib(w.proc.pid if w.proc else None) for name, w in cluster.workers.items()}
+        rss["broker"] = rss_kib(cluster.kafka.pid)
+        return rss
 
     def checkpoint_if_due(self) -> None:
         accepted = self.accepted_count()
@@ -281,8 +301,9 @@ class _Run:
         """Memory and storage now: each process's VmRSS, each worker's data folder, the
         broker's changelog topics; and how many sagas are listed and expired."""
         cluster = self.cluster
-        rss = {name: rss_kib(w.proc.pid if w.proc else None) for name, w in cluster.workers.items()}
-        rss["broker"] = rss_kib(cluster.kafka.pid)
+        rss = self.rss_now()
+        self.sample_rss()
+        peak, self.peak_rss = self.peak_rss, {}
         tables = {
             name: disk_bytes(cluster.root / "data" / f"{cluster.role_of[name]}-{port}")
             for name, port in cluster.ports.items()
@@ -306,6 +327,7 @@ class _Run:
             kafka_bytes=sum(disk_bytes(d) for d in log_dirs),
             listed=listed,
             expired=expired,
+            peak_rss_kib=peak,
         )
 
     # -- faults -----------------------------------------------------------------------------
@@ -582,6 +604,9 @@ def _parser() -> argparse.ArgumentParser:
         "--ledger-grace", type=float, default=defaults.ledger_grace_s, help="LEDGER_GRACE, s"
     )
     parser.add_argument(
+        "--tombstone-retention", type=float, default=None, help="TOMBSTONE_RETENTION, s"
+    )
+    parser.add_argument(
         "--checkpoints", default="", help="accepted transfers to measure at: 10000,50000,100000"
     )
     parser.add_argument("--report", type=Path, default=None, help="write the report here")
@@ -613,6 +638,7 @@ def main(argv: list[str] | None = None) -> int:
         accounts=args.accounts,
         saga_retention_s=args.saga_retention,
         ledger_grace_s=args.ledger_grace,
+        tombstone_retention_s=args.tombstone_retention,
         checkpoints=checkpoints,
     )
     root = Path(tempfile.mkdtemp(prefix="saga-chaos-"))

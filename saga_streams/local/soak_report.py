@@ -90,6 +90,9 @@ class Checkpoint:
     kafka_bytes: int  # every topic on the broker's disk
     listed: int | None = None  # sagas GET /sagas counts
     expired: int | None = None  # sagas GET /retention counts as expired
+    #: process -> the most resident memory sampled since the checkpoint before (every
+    #: poll): unlike ``rss_kib``, not lowered by a restart just before the checkpoint.
+    peak_rss_kib: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -195,13 +198,21 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
+def _rss(point: Checkpoint, process: str) -> str:
+    now = _mib(point.rss_kib.get(process), 1024)
+    peak = point.peak_rss_kib.get(process)
+    return now if peak is None else f"{now} ({_mib(peak, 1024)})"
+
+
 def _checkpoint_tables(points: Sequence[Checkpoint]) -> list[str]:
     """Memory and storage at each checkpoint, as two Markdown tables."""
     processes = sorted({name for p in points for name in p.rss_kib})
     workers = sorted({name for p in points for name in p.table_bytes})
     lines = [
+        "RSS (MiB) at each checkpoint, and in brackets the peak sampled since the one before:",
+        "",
         "| checkpoint | accepted | at | sagas listed | expired | "
-        + " | ".join(f"RSS {name} (MiB)" for name in processes)
+        + " | ".join(f"RSS {name}" for name in processes)
         + " |",
         "|---" * (5 + len(processes)) + "|",
     ]
@@ -210,7 +221,7 @@ def _checkpoint_tables(points: Sequence[Checkpoint]) -> list[str]:
             f"| {p.label} | {p.accepted:,} | {_duration(p.seconds)} | "
             f"{'-' if p.listed is None else f'{p.listed:,}'} | "
             f"{'-' if p.expired is None else f'{p.expired:,}'} | "
-            + " | ".join(_mib(p.rss_kib.get(name), 1024) for name in processes)
+            + " | ".join(_rss(p, name) for name in processes)
             + " |"
         )
     lines += [
@@ -229,6 +240,13 @@ def _checkpoint_tables(points: Sequence[Checkpoint]) -> list[str]:
     return lines
 
 
+def _memory(point: Checkpoint) -> int:
+    """Every process's resident memory at ``point``: the peaks where sampled, since a
+    worker restarted just before a checkpoint reads low there."""
+    sampled: Mapping[str, int | None] = point.peak_rss_kib or point.rss_kib
+    return sum(kib or 0 for kib in sampled.values())
+
+
 def growth(points: Sequence[Checkpoint]) -> dict[str, float]:
     """Bytes and memory at the last load checkpoint over the one before (1.0: flat; 2.0:
     doubled, as with no retention when the transfers double)."""
@@ -240,8 +258,7 @@ def growth(points: Sequence[Checkpoint]) -> dict[str, float]:
     def ratio(a: float, b: float) -> float:
         return b / a if a > 0 else float("inf")
 
-    rss_before = sum(v or 0 for v in before.rss_kib.values())
-    rss_last = sum(v or 0 for v in last.rss_kib.values())
+    rss_before, rss_last = _memory(before), _memory(last)
     return {
         "tables": ratio(sum(before.table_bytes.values()), sum(last.table_bytes.values())),
         "changelogs": ratio(before.changelog_bytes, last.changelog_bytes),
@@ -268,10 +285,9 @@ def _growth_lines(points: Sequence[Checkpoint]) -> list[str]:
             "A changelog's removed sagas and ledger entries free space only once Kafka "
             "compacts the topic. The workers roll a changelog segment every 10 minutes or "
             "16 MiB, and the cleaner compacts closed segments once a quarter of a log is "
-            "dirty; the tombstones themselves stay for the broker's delete.retention.ms (a "
-            "day by default), so within a run shorter than that a changelog still grows by "
-            "a tombstone for each removal. A worker's RSS at a checkpoint depends on how "
-            "long ago it was last killed and restarted.",
+            "dirty; the tombstones themselves stay for delete.retention.ms after that "
+            "(TOMBSTONE_RETENTION, a day by default), so within a run shorter than that a "
+            "changelog still grows by a tombstone for each removal.",
         ]
     return lines
 
