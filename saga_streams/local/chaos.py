@@ -233,7 +233,12 @@ class _Run:
             if status == 202 and len(result.accepted) < self.plan.transfers:
                 result.accepted.append(answer["saga_id"])
                 result.workflows[body["workflow"]] += 1
-            elif status != 202:
+            elif status == 202:
+                # Accepted beyond the plan (senders in flight when the last one was): its
+                # saga runs and may expire, so it is accounted for like a saga that may
+                # exist, not tracked like the planned ones.
+                result.maybe.append(answer["saga_id"])
+            else:
                 result.refused[_ANSWERS.get(status, str(status))] += 1
                 self.unknown_outcomes += status == 0
                 if isinstance(answer, dict) and "saga_id" in answer:

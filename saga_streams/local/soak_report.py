@@ -100,7 +100,8 @@ class ChaosResult:
     accepted: list[str] = field(default_factory=list)
     #: POSTs that got no 202, by answer ("503", "429", "no answer").
     refused: Counter[str] = field(default_factory=Counter)
-    #: Saga ids of POSTs answered 503: their request may still have reached Kafka.
+    #: Saga ids of POSTs answered 503 (their request may still have reached Kafka), and
+    #: of 202s beyond the planned transfers: sagas that may exist, untracked.
     maybe: list[str] = field(default_factory=list)
     workflows: Counter[str] = field(default_factory=Counter)  # accepted, by workflow
     faults: list[tuple[float, str]] = field(default_factory=list)  # (time, what)
