@@ -240,7 +240,9 @@ def fake_wiring(outbox: Outbox) -> WiringFor:
     # One worker, never started, holds every partition: the views answer everything
     # themselves (routing between workers is tested against Kafka, test_scale_out.py).
     # One event per batch: a delivery returns once the agent has handled it.
-    return lambda app: Wiring(outbox.send, nothing_to_wait_for, Alone(app), batch_max=1)
+    return lambda app: Wiring(
+        outbox.send, nothing_to_wait_for, Alone(app), batch_max=1, sweep_every_s=0.0
+    )
 
 
 @pytest.fixture

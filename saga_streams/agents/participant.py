@@ -11,6 +11,7 @@ slice of the archive of each partition the batch came from, removing expired ent
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from functools import partial
 from typing import cast
@@ -111,6 +112,8 @@ class ParticipantService:
         self.retention_ms = policy.ledger_retention_ms(steps)
         self.action_limit_ms = policy.action_window_ms() + ARRIVAL_MARGIN_MS
         self.clock = StreamClock(self.topics, self.caught_up)
+        #: partition -> when (``time.monotonic``) its archive was last swept.
+        self.swept_at: dict[int, float] = {}
         commands = declare_topic(self.app, *self.topics, partitions=settings.partitions)
         registry = install_metrics(self.app, self.topics)
         self.metrics = ParticipantMetrics(registry, participant.role.name)
@@ -210,12 +213,17 @@ class ParticipantService:
 
     def sweep(self, events: Sequence[EventT[bytes]]) -> int:
         """Remove expired archive entries from the next slice of each partition among
-        ``events``, acting for an event of that partition; return how many."""
+        ``events`` not swept in the last ``sweep_every_s``, acting for an event of that
+        partition; return how many."""
         removed = 0
+        now = time.monotonic()
         for partition, event in {e.message.partition: e for e in events}.items():
+            if now - self.swept_at.get(partition, float("-inf")) < self.wiring.sweep_every_s:
+                continue
             horizon = self.clock.horizon(partition)
             if horizon is None:
                 continue
+            self.swept_at[partition] = now
             # A margin more than ``execute`` allows: a partition's time restarts after a
             # restart from its next record, which may be stamped up to that much earlier.
             expired = partial(

@@ -17,6 +17,7 @@ import faust
 
 from saga_streams.agents.batches import BATCH_MAX
 from saga_streams.app import Send
+from saga_streams.tables.accounts import SWEEP_EVERY_S
 from saga_streams.tables.durable import DurableTable
 from saga_streams.web.routing import Peers
 
@@ -57,6 +58,8 @@ class Wiring:
     peers: Peers
     #: The most events an agent takes in one batch.
     batch_max: int = BATCH_MAX
+    #: A participant sweeps a partition's ledger archive at most this often (seconds).
+    sweep_every_s: float = SWEEP_EVERY_S
 
     @classmethod
     def of(cls, app: faust.App) -> Wiring:
