@@ -18,6 +18,7 @@ from saga_streams.local.soak_report import (
     changelog_bytes,
     disk_bytes,
     growth,
+    growth_limit,
     render_markdown,
     rss_kib,
 )
@@ -252,3 +253,17 @@ def test_the_soak_plan_opens_numbered_accounts_and_sets_the_retention() -> None:
     assert plan.checkpoint_counts() == [200, 1000, 2000]
     assert ChaosPlan(transfers=10, checkpoints=(5, 50)).checkpoint_counts() == [5]
     assert "SERVICE_A_ACCOUNTS" not in ChaosPlan().env()
+
+
+def test_levelling_off_is_judged_against_how_much_the_transfers_grew() -> None:
+    assert growth_limit(2.0) == 1.5
+    assert growth_limit(100_000 / 75_000) == pytest.approx(1 + 1 / 6)
+    result = ChaosResult(accepted=["s"], load_seconds=1.0, seconds=2.0)
+    result.checkpoints = [
+        checkpoint("75,000", 75_000, 100 << 20, 100 << 20),
+        checkpoint("100,000", 100_000, 125 << 20, 110 << 20),
+    ]
+    text = render_markdown(result, [], "make soak", "today")
+    assert "(x1.33; levelling off means growing at most x1.17)" in text
+    assert "- tables: x1.25, ⚠️ still grows" in text
+    assert "- changelogs: x1.10, levels off" in text
