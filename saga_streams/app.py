@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import faust
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 
 from saga_streams.config import DEFAULT_TOMBSTONE_RETENTION_S, Settings
 from saga_streams.connection import KafkaAccess
+from saga_streams.flow_control import ResumeOnce
 from saga_streams.roles import ORCHESTRATOR, PARTICIPANTS, Role, check_workflows
 from saga_streams.saga.dsl import Registry
 from saga_streams.tables.local import discard_if_stale, note_interval_s, note_running
@@ -140,6 +143,12 @@ class SagaApp(faust.App):
     kafka: KafkaAccess
     workflows: Registry
     settings: Settings
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        # Faust's own would empty the agents' queues a second time after a rebalance,
+        # losing the messages fetched in between (flow_control.py).
+        return ResumeOnce(loop=self.loop)
 
     async def on_first_start(self) -> None:
         # Here rather than in create_app: the worker's log handlers exist by now.
