@@ -261,3 +261,29 @@ def test_while_its_tables_recover_the_worker_answers_429_and_publishes_nothing(
     assert outbox.take() == []
     monkeypatch.setattr(orchestrator.wiring.peers, "recovered", lambda: True)
     assert http.post_answer(b'{"amount": 1}')[0] == 202
+
+
+def test_during_a_rebalance_a_transfer_does_not_rebuild_the_deadlines_from_a_partial_table(
+    http: HttpWithHeaders,
+    outbox: Outbox,
+    orchestrator: Orchestrator,
+    driver: OrchestratorDriver,
+    monkeypatch: Any,
+) -> None:
+    """Between a new assignment and the start of its recovery the tables look recovered
+    but do not hold the new partitions yet. A POST then counts with the index it has; an
+    index rebuilt from that table would have lost these sagas' timeouts for good."""
+    for _ in range(LIMIT - 1):
+        assert http.post_answer(b'{"amount": 1}')[0] == 202
+    for request in outbox.take():
+        driver.deliver(request.topic, request.message)
+    waiting = {command.message.saga_id for command in outbox.take()}
+    assert len(waiting) == LIMIT - 1
+
+    orchestrator.app.rebalancing_count += 1  # a new assignment...
+    monkeypatch.setattr(orchestrator.wiring.peers, "serving", lambda: False)  # ...not served
+    monkeypatch.setattr(orchestrator.sagas, "all", lambda: iter(()))  # not recovered yet
+    assert http.post_answer(b'{"amount": 1}')[0] == 202
+    assert orchestrator.deadlines.in_flight_count() == LIMIT - 1
+    overdue = orchestrator.deadlines.due(now=2**62, limit=LIMIT)
+    assert {saga_id for saga_id, _ in overdue} == waiting

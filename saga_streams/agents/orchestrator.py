@@ -121,11 +121,17 @@ class Orchestrator:
 
     def in_flight_count(self) -> int | None:
         """The sagas in flight in this worker's partitions, None while its tables are
-        recovering: the deadline index is rebuilt for a new assignment only then."""
-        if not self.wiring.peers.recovered():
+        recovering. During a rebalance the count is the last assignment's: the deadline
+        index is rebuilt for a new one only once the worker serves it, since between the
+        assignment and the start of recovery the tables look recovered but do not hold
+        the new partitions yet, and an index built then would miss their sagas' timeouts
+        for good."""
+        peers = self.wiring.peers
+        if not peers.recovered():
             return None
-        self.deadlines.refresh(generation(self.app), self.sagas.all)
-        return len(self.deadlines.in_flight())
+        if peers.serving():
+            self.deadlines.refresh(generation(self.app), self.sagas.all)
+        return self.deadlines.in_flight_count()
 
     def register_views(self, retention_ms: int) -> None:
         """The HTTP API: sagas, operator actions, health, dashboard, integrity, retention

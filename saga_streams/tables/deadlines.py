@@ -53,6 +53,11 @@ class DeadlineIndex:
         for saga in sagas:
             self.track(saga)
 
+    def in_flight_count(self) -> int:
+        """How many sagas not yet ended this worker's partitions hold (asked on every
+        POST /transfer, so it counts without building the list)."""
+        return len(self._in_flight)
+
     def in_flight(self) -> list[tuple[str, int]]:
         """(workflow, created_at) of each saga not yet ended on this worker's partitions."""
         return list(self._in_flight.values())
