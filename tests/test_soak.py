@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -267,3 +268,18 @@ def test_levelling_off_is_judged_against_how_much_the_transfers_grew() -> None:
     assert "(x1.33; levelling off means growing at most x1.17)" in text
     assert "- tables: x1.25, ⚠️ still grows" in text
     assert "- changelogs: x1.10, levels off" in text
+
+
+def test_changelogs_level_off_judged_on_the_most_sampled_between_checkpoints() -> None:
+    """A checkpoint that reads the changelogs just before the cleaner runs reads high;
+    the most sampled over the stretch before it is the disk they need."""
+    before = checkpoint("75,000", 75_000, 100 << 20, 100 << 20)
+    before = replace(before, changelog_stretch=(150 << 20, 120 << 20))
+    last = checkpoint("100,000", 100_000, 100 << 20, 160 << 20)
+    last = replace(last, changelog_stretch=(160 << 20, 125 << 20))
+    result = ChaosResult(accepted=["s"], load_seconds=1.0, seconds=2.0)
+    result.checkpoints = [before, last]
+    assert growth(result.checkpoints)["changelogs"] == pytest.approx(160 / 150)
+    text = render_markdown(result, [], "make soak", "today")
+    assert "- changelogs: x1.07, levels off" in text
+    assert "| 160.0 (160.0, 125.0) |" in text

@@ -166,6 +166,8 @@ class _Run:
         self.due_checkpoints = plan.checkpoint_counts()
         #: process -> the most resident memory sampled since the last checkpoint (KiB).
         self.peak_rss: dict[str, int] = {}
+        #: The changelogs' bytes at each poll since the last checkpoint.
+        self.changelog_samples: list[int] = []
         #: The senders stop at this many accepted transfers until the next fault is in.
         self.allowed = plan.transfers
 
@@ -282,6 +284,7 @@ class _Run:
             except (OSError, KeyError, ValueError):
                 pass  # the orchestrator is down or restarting: the next poll reads more
             self.sample_rss()
+            self.sample_changelogs()
             self.checkpoint_if_due()
 
     def sample_rss(self) -> None:
@@ -289,6 +292,15 @@ class _Run:
         for name, kib in self.rss_now().items():
             if kib is not None:
                 self.peak_rss[name] = max(kib, self.peak_rss.get(name, 0))
+
+    def sample_changelogs(self) -> None:
+        """The changelog topics' bytes on the broker's disk now (only while checkpoints
+        are still due: a walk of the broker's log folders per poll)."""
+        if self.due_checkpoints:
+            self.changelog_samples.append(changelog_bytes(self.log_dirs()))
+
+    def log_dirs(self) -> list[Path]:
+        return [node.kraft_dir for node in self.cluster.kafka.nodes]
 
     def rss_now(self) -> dict[str, int | None]:
         cluster = self.cluster
@@ -313,7 +325,10 @@ class _Run:
             name: disk_bytes(cluster.root / "data" / f"{cluster.role_of[name]}-{port}")
             for name, port in cluster.ports.items()
         }
-        log_dirs = [node.kraft_dir for node in cluster.kafka.nodes]
+        log_dirs = self.log_dirs()
+        changelogs = changelog_bytes(log_dirs)
+        samples, self.changelog_samples = [*self.changelog_samples, changelogs], []
+        stretch = (max(samples), round(sum(samples) / len(samples)))
         listed = expired = None
         try:
             status, body = self.get("/sagas?limit=1")
@@ -328,11 +343,12 @@ class _Run:
             seconds=self.now(),
             rss_kib=rss,
             table_bytes=tables,
-            changelog_bytes=changelog_bytes(log_dirs),
+            changelog_bytes=changelogs,
             kafka_bytes=sum(disk_bytes(d) for d in log_dirs),
             listed=listed,
             expired=expired,
             peak_rss_kib=peak,
+            changelog_stretch=stretch,
         )
 
     # -- faults -----------------------------------------------------------------------------
