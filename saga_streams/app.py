@@ -10,15 +10,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import faust
+from faust.transport.consumer import Consumer
+from faust.types import ConsumerT
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
 from saga_streams.config import DEFAULT_TOMBSTONE_RETENTION_S, Settings
 from saga_streams.connection import KafkaAccess
-from saga_streams.flow_control import ResumeOnce
+from saga_streams.rebalance import ResumeOnce, rewind_never_committed
 from saga_streams.roles import ORCHESTRATOR, PARTICIPANTS, Role, check_workflows
 from saga_streams.saga.dsl import Registry
 from saga_streams.tables.local import discard_if_stale, note_interval_s, note_running
@@ -147,8 +149,15 @@ class SagaApp(faust.App):
     @cached_property
     def flow_control(self) -> FlowControlEvent:
         # Faust's own would empty the agents' queues a second time after a rebalance,
-        # losing the messages fetched in between (flow_control.py).
+        # losing the messages fetched in between (rebalance.py).
         return ResumeOnce(loop=self.loop)
+
+    def _new_consumer(self) -> ConsumerT:
+        consumer = cast(Consumer, super()._new_consumer())
+        # After a rebalance, what was dropped is fetched again also from a partition that
+        # nobody has committed yet (rebalance.py).
+        rewind_never_committed(consumer, lambda: set(self.tables.changelog_topics))
+        return consumer
 
     async def on_first_start(self) -> None:
         # Here rather than in create_app: the worker's log handlers exist by now.

@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # the views; tables/local.py: the worker's local table folder, which app.py checks
     # at start.
     ("infrastructure", ("app.py", "topics.py", "connection.py", "config.py", "web/cors.py",
-                        "web/auth.py", "tables/local.py", "flow_control.py")),
+                        "web/auth.py", "tables/local.py", "rebalance.py")),
     ("state and HTTP", ("tables/", "web/", "http_client.py", "metrics.py")),
     ("roles", ("agents/wiring.py", "agents/batches.py", "agents/strays.py",
                "agents/stream_time.py", "agents/participant.py", "agents/expiry.py",

@@ -1,20 +1,20 @@
-"""Resuming the flow after a rebalance empties the agents' queues once, not twice.
-
-Faust's recovery resumes the flow a second time after it has sought the stream
-partitions to their committed offsets; the messages fetched in between were in the
-queues, and Faust's own flow control threw them away (flow_control.py). The end-to-end
-case, a takeover whose first transfer requests never ran, is test_scale_out.py.
+"""After a rebalance nothing fetched is lost (rebalance.py): the agents' queues are
+emptied once, not twice, and a partition nobody has committed is sought to its first
+offset. The end-to-end cases, takeovers whose transfer requests never ran, are in
+test_scale_out.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any, cast
 
+from faust.types import TP
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
 from saga_streams.app import create_app
 from saga_streams.config import load_settings
-from saga_streams.flow_control import ResumeOnce
+from saga_streams.rebalance import ResumeOnce, rewind_never_committed
 from saga_streams.roles import ORCHESTRATOR
 from saga_streams.workflows import WORKFLOWS
 
@@ -46,7 +46,7 @@ def test_a_second_resume_keeps_what_was_fetched_after_the_first(runner: asyncio.
 
 def test_faust_s_own_flow_control_loses_it(runner: asyncio.Runner) -> None:
     """The behaviour ResumeOnce works around: if this fails, the installed Faust no
-    longer empties the queues on a second resume, and flow_control.py can go."""
+    longer empties the queues on a second resume, and ResumeOnce can go."""
 
     async def scenario() -> list[str]:
         flow = FlowControlEvent()
@@ -82,3 +82,34 @@ def test_every_role_s_agent_queues_are_managed_by_it(runner: asyncio.Runner) -> 
     flow, kept = runner.run(scenario())
     assert isinstance(flow, ResumeOnce)
     assert kept == ["transfer request 43"]
+
+
+class Consumer:
+    """The calls ``rewind_never_committed`` makes, recorded."""
+
+    def __init__(self, committed: dict[TP, int | None]) -> None:
+        self.committed = committed
+        self.sought: dict[TP, int] = {}
+
+    async def seek_to_committed(self) -> dict[TP, int | None]:
+        return self.committed
+
+    async def earliest_offsets(self, *partitions: TP) -> dict[TP, int]:
+        return {tp: 7 for tp in partitions}
+
+    async def seek_wait(self, partitions: dict[TP, int]) -> None:
+        self.sought.update(partitions)
+
+
+def test_a_partition_never_committed_is_sought_to_its_first_offset(
+    runner: asyncio.Runner,
+) -> None:
+    never, zero, committed = TP("transfer-requests", 0), TP("transfer-requests", 1), TP("x", 2)
+    changelog = TP("saga-orchestrator-sagas-changelog", 0)
+    consumer = Consumer({never: None, zero: 0, committed: 12, changelog: None})
+    rewind_never_committed(cast(Any, consumer), lambda: {changelog.topic})
+    answer = runner.run(consumer.seek_to_committed())
+    # Faust's own answer is passed on; the partitions without a commit are rewound, the
+    # changelog (positioned by Faust's recovery) and the committed one are left alone.
+    assert answer == {never: None, zero: 0, committed: 12, changelog: None}
+    assert consumer.sought == {never: 7, zero: 7}
