@@ -204,6 +204,6 @@ def test_an_orchestrator_killed_before_its_first_commit_loses_no_request(
     time.sleep(0.3)
     stack.workers["orchestrator-2"].kill()
     accepted += burst(40)
-    assert len(accepted) >= 60
+    assert len(accepted) >= 30, "too few transfers accepted to test anything"
     stack.wait_terminal(accepted, timeout=90)
     stack.assert_invariants()
