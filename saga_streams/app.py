@@ -20,6 +20,7 @@ from mode.utils.queues import FlowControlEvent
 
 from saga_streams.config import DEFAULT_TOMBSTONE_RETENTION_S, Settings
 from saga_streams.connection import KafkaAccess
+from saga_streams.logs import log_no_lower_than_printed, log_plainly_off_terminal
 from saga_streams.rebalance import ResumeOnce, rewind_never_committed
 from saga_streams.roles import ORCHESTRATOR, PARTICIPANTS, Role, check_workflows
 from saga_streams.saga.dsl import Registry
@@ -188,19 +189,8 @@ class SagaApp(faust.App):
 
     async def on_started(self) -> None:
         await super().on_started()
-        _log_no_lower_than_printed()
-
-
-def _log_no_lower_than_printed() -> None:
-    """Faust's worker sets the root logger to DEBUG for its start-up spinner when the log
-    level is warn or above, and leaves it there: every debug call of aiokafka and Faust
-    then builds a record that no handler prints (a tenth of the orchestrator's CPU in a
-    profile of the bench). Once started, the root logger goes back to the lowest level a
-    handler prints."""
-    root = logging.getLogger()
-    printed = [h.level for h in root.handlers if type(h).__name__ != "SpinnerHandler"]
-    if printed and root.level < min(printed):
-        root.setLevel(min(printed))
+        log_no_lower_than_printed()
+        log_plainly_off_terminal()
 
 
 def create_app(role: Role, settings: Settings, workflows: Registry) -> SagaApp:

@@ -20,8 +20,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # web/cors.py, web/auth.py: aiohttp middlewares that app.py installs, apart from
     # the views; tables/local.py: the worker's local table folder, which app.py checks
     # at start.
-    ("infrastructure", ("app.py", "topics.py", "connection.py", "config.py", "web/cors.py",
-                        "web/auth.py", "tables/local.py", "rebalance.py")),
+    ("infrastructure", ("app.py", "logs.py", "topics.py", "connection.py", "config.py",
+                        "web/cors.py", "web/auth.py", "tables/local.py", "rebalance.py")),
     ("state and HTTP", ("tables/", "web/", "http_client.py", "metrics.py")),
     ("roles", ("agents/wiring.py", "agents/batches.py", "agents/strays.py",
                "agents/stream_time.py", "agents/participant.py", "agents/expiry.py",
