@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,6 +24,7 @@ from saga_streams.saga.state import Saga, epoch_seconds, iso_ms, now_ms
 from saga_streams.tables.saga_index import SagaIndex, generation
 from saga_streams.tables.sagas import SagaStore
 from saga_streams.web.admission import Admission
+from saga_streams.web.listing import RenderedSagas
 from saga_streams.web.retention import no_saga_error
 from saga_streams.web.routing import (
     Peers,
@@ -130,7 +131,12 @@ def workflow_json(workflow: Workflow, default: str) -> dict[str, Any]:
 
 
 def _local_page(
-    sagas: SagaStore, index: SagaIndex, workflows: Registry, query: SagaQuery, now_ms: int
+    sagas: SagaStore,
+    index: SagaIndex,
+    rendered: RenderedSagas,
+    workflows: Registry,
+    query: SagaQuery,
+    now_ms: int,
 ) -> dict[str, Any]:
     """This worker's share of a page: its first ``limit`` matches after the cursor, newest
     first, how many match in all, and how many follow the cursor."""
@@ -138,11 +144,11 @@ def _local_page(
     # non-terminal status filter). created_at is whole milliseconds: rounding the cutoff
     # down keeps exactly the sagas at or before it.
     cutoff = None if query.older_than is None else math.floor(now_ms - query.older_than * 1000)
-    # The index finds the page and the counts; only the page's sagas are read.
+    # The index finds the page and the counts; only the page's sagas are read, and of
+    # those only the ones not already rendered (web/listing.py).
     ids, count, remaining = index.page(query.status, query.cursor, query.limit, cutoff)
-    page = [saga for saga in map(sagas.read, ids) if saga is not None]
     return {
-        "sagas": [saga_json(saga, workflows) for saga in page],
+        "sagas": rendered.page(ids, sagas.read, lambda saga: saga_json(saga, workflows)),
         "count": count,
         "remaining": remaining,
     }
@@ -182,6 +188,8 @@ class SagaViews:
     index: SagaIndex
     #: At most MAX_IN_FLIGHT sagas in flight on this worker: beyond it, 429.
     admission: Admission
+    #: Ended sagas as the listing shows them, rendered once.
+    rendered: RenderedSagas = field(default_factory=RenderedSagas)
 
     async def transfer(self, view: View, request: Request) -> Response:
         try:
@@ -244,7 +252,9 @@ class SagaViews:
             # Only called while the tables are recovered (gather_from_peers): after a
             # rebalance, the first listing rebuilds the index before it is read.
             self.index.refresh(generation(self.peers.app), self.sagas.stored)
-            return _local_page(self.sagas, self.index, self.rules.workflows, query, now)
+            return _local_page(
+                self.sagas, self.index, self.rendered, self.rules.workflows, query, now
+            )
 
         try:
             shares = await gather_from_peers(request, self.peers, self.sagas.table, local)
