@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 JARS_STAMP := $(VENV)/.kafka-jars
 
-.PHONY: install tools run kafka test unit lint chaos audit bench bench-listing bench-backpressure screenshots clean
+.PHONY: install tools run kafka test unit lint chaos audit bench bench-listing bench-floor bench-backpressure screenshots clean
 
 install: $(STAMP) $(JARS_STAMP)
 
@@ -79,6 +79,12 @@ bench: install
 # median and p99 over HTTP; about ten minutes; results in bench-results/listing.json.
 bench-listing: install
 	$(PY) -m saga_streams listing-bench --sagas 100000 --out bench-results/listing.json
+
+# BENCHMARKS.md, "The floor": what a Faust agent costs per event when it only takes the
+# event in a batch, writes a key durably and sends a message on; about a minute;
+# results in bench-results/floor.json.
+bench-floor: install
+	$(PY) -m saga_streams floor-bench --events 20000 --in-flight 64 --out bench-results/floor.json
 
 # BENCHMARKS.md, "Backpressure": the capacity in closed loop through HTTP, then POST
 # /transfer open loop at twice it, with MAX_IN_FLIGHT and without; about five minutes;

@@ -17,6 +17,8 @@ python -m saga_streams audit   # check the invariants through the HTTP API (exit
 python -m saga_streams chaos   # kill, pause and restart processes under load; check after
 python -m saga_streams bench   # completed sagas per second, latency, CPU, against the ceiling
 python -m saga_streams listing-bench  # what GET /sagas costs with --sagas N (100,000) held
+python -m saga_streams floor-bench    # what Faust costs per event when an agent does the
+                               #   least a saga hop does: the floor under a saga's CPU
 python -m saga_streams saga retry|cancel ID [--reason R] [--url U]  # an operator's hand on
                                #   one saga; saga [show] ID: its steps and history
 python -m saga_streams transfer AMOUNT [--from A] [--to B] [--workflow W] [--wait]
@@ -48,6 +50,21 @@ def worker(argv: list[str]) -> int:
     return 0
 
 
+#: Each command's module, imported only when the command runs; its ``main(argv)`` runs it.
+COMMANDS = {
+    "kafka": "saga_streams.local.kafka",
+    "audit": "saga_streams.audit",
+    "chaos": "saga_streams.local.chaos",
+    "bench": "saga_streams.local.bench",
+    "listing-bench": "saga_streams.local.listing_bench",
+    "floor-bench": "saga_streams.local.floor",
+    "saga": "saga_streams.saga_cli",
+    "run": "saga_streams.local.stack",
+}
+#: The terminal client's commands: ``terminal.main(command, argv)``.
+TERMINAL_COMMANDS = ("transfer", "sagas", "balance")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
@@ -56,37 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command == "worker":
         return worker(rest)
-    if command == "kafka":
-        from saga_streams.local.kafka import main as kafka_main
-
-        return kafka_main(rest)
-    if command == "audit":
-        from saga_streams.audit import main as audit_main
-
-        return audit_main(rest)
-    if command == "chaos":
-        from saga_streams.local.chaos import main as chaos_main
-
-        return chaos_main(rest)
-    if command in ("bench", "listing-bench"):
-        from saga_streams.local.bench import main as bench_main
-        from saga_streams.local.listing_bench import main as listing_bench_main
-
-        return {"bench": bench_main, "listing-bench": listing_bench_main}[command](rest)
-    if command == "saga":
-        from saga_streams.saga_cli import main as saga_main
-
-        return saga_main(rest)
-    if command in ("transfer", "sagas", "balance"):
+    if command in TERMINAL_COMMANDS:
         from saga_streams.terminal import main as terminal_main
 
         return terminal_main(command, rest)
-    if command == "run":
-        from saga_streams.local.stack import main as stack_main
-
-        return stack_main(rest)
-    print(f"saga_streams: unknown command {command!r}\n{USAGE}", file=sys.stderr)
-    return 2
+    module = COMMANDS.get(command)
+    if module is None:
+        print(f"saga_streams: unknown command {command!r}\n{USAGE}", file=sys.stderr)
+        return 2
+    code: int = importlib.import_module(module).main(rest)
+    return code
 
 
 if __name__ == "__main__":

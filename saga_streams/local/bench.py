@@ -48,7 +48,7 @@ from saga_streams.local.ending import wait_until_ended
 from saga_streams.messages import TransferRequested, encode
 from saga_streams.saga.state import TERMINAL, epoch_seconds
 
-__all__ = ["BenchResult", "main", "run_bench"]
+__all__ = ["BenchResult", "cpu_seconds", "main", "run_bench"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _HOPS = 4
@@ -94,7 +94,8 @@ class BenchResult:
         )
 
 
-def _cpu_seconds(pid: int | None) -> float:
+def cpu_seconds(pid: int | None) -> float:
+    """CPU seconds (user and system) ``pid`` has used so far; 0 for none or a gone one."""
     if pid is None:
         return 0.0
     try:
@@ -337,7 +338,7 @@ def _measure(cluster: LocalCluster, result: BenchResult) -> _Measured:
         _ceiling(cluster.kafka.bootstrap, min(result.seconds, 20.0), result.concurrency)
     )
     pids = _pids(cluster)
-    cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     result.sent, began, ended = asyncio.run(
         _send_sagas(
             cluster,
@@ -350,7 +351,7 @@ def _measure(cluster: LocalCluster, result: BenchResult) -> _Measured:
     )
     # Before the sagas are listed: reading every saga through the API is not the load
     # being measured.
-    cpu_used = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+    cpu_used = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
     sagas = _wait_for_the_rest(cluster, timeout=max(60.0, result.seconds * 3))
     return _Measured(sagas, began, ended, cpu_used)
 

@@ -30,7 +30,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer
 
 from saga_streams.config import load_settings
-from saga_streams.local.bench import _bench_cluster, _cpu_seconds, _parties, _percentile, _pids
+from saga_streams.local.bench import _bench_cluster, _parties, _percentile, _pids, cpu_seconds
 from saga_streams.local.cluster import LocalCluster
 from saga_streams.saga.state import TERMINAL
 
@@ -235,7 +235,7 @@ def run_open_loop(
     try:
         cluster.start()
         pids = _pids(cluster)
-        cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         clock = time.monotonic()
         # A backlog left by a run without the cap drains at the capacity: give it time.
         drain_s = max(60.0, 4 * seconds)
@@ -244,7 +244,7 @@ def run_open_loop(
         )
         took = time.monotonic() - clock
         result.cpu_busy = {
-            name: (_cpu_seconds(pid) - cpu_before[name]) / took for name, pid in pids.items()
+            name: (cpu_seconds(pid) - cpu_before[name]) / took for name, pid in pids.items()
         }
     finally:
         cluster.close()
