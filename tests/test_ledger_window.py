@@ -21,6 +21,7 @@ from saga_streams.agents.stream_time import StreamClock
 from saga_streams.messages import Command, Reply
 from saga_streams.saga.policy import ARRIVAL_MARGIN_MS, RetryPolicy
 from saga_streams.saga.state import now_ms
+from saga_streams.tables.accounts import SWEEP_MIN, SWEEP_SLICE, sweep_slice
 from saga_streams.workflows import WORKFLOWS
 from tests.test_agents import (
     AgentDriver,
@@ -290,3 +291,18 @@ def test_recent_archive_entries_are_kept(
     agent.deliver("service-a-deduct", deduct(0, 1, issued_at=start), appended_at=now_ms())
     (reply,) = replies(outbox)
     assert (reply.status, accounts(app)["A"]["balance_cents"]) == ("SUCCESS", balance)
+
+
+def test_a_sweep_reads_keys_in_proportion_to_the_commands_since_the_last() -> None:
+    # Five keys per command: a pass over the partition's keys keeps pace with the archive
+    # whatever the load, and a quiet partition's sweep reads little.
+    assert [sweep_slice(n) for n in (0, 1, 20, 50, 199, 200, 10_000)] == [
+        SWEEP_MIN,
+        SWEEP_MIN,
+        SWEEP_MIN,
+        250,
+        995,
+        SWEEP_SLICE,
+        SWEEP_SLICE,
+    ]
+    assert (SWEEP_MIN, SWEEP_SLICE) == (100, 1000)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from functools import partial
 from typing import cast
@@ -44,7 +45,7 @@ from saga_streams.roles import Participant
 from saga_streams.rules import command_refusal
 from saga_streams.saga.dsl import Registry
 from saga_streams.saga.policy import ARRIVAL_MARGIN_MS
-from saga_streams.tables.accounts import SWEEP_SLICE, AccountStore
+from saga_streams.tables.accounts import AccountStore, sweep_slice
 from saga_streams.web.accounts import AccountViews, register_account_views
 from saga_streams.web.health import register_health_view
 from saga_streams.web.integrity import register_integrity_view
@@ -114,6 +115,8 @@ class ParticipantService:
         self.clock = StreamClock(self.topics, self.caught_up)
         #: partition -> when (``time.monotonic``) its archive was last swept.
         self.swept_at: dict[int, float] = {}
+        #: Commands each partition has had since its last sweep: what its next sweep reads.
+        self.unswept: Counter[int] = Counter()
         commands = declare_topic(self.app, *self.topics, partitions=settings.partitions)
         registry = install_metrics(self.app, self.topics)
         self.metrics = ParticipantMetrics(registry, participant.role.name)
@@ -217,6 +220,7 @@ class ParticipantService:
         partition; return how many."""
         removed = 0
         now = time.monotonic()
+        self.unswept.update(e.message.partition for e in events)
         for partition, event in {e.message.partition: e for e in events}.items():
             if now - self.swept_at.get(partition, float("-inf")) < self.wiring.sweep_every_s:
                 continue
@@ -229,8 +233,9 @@ class ParticipantService:
             expired = partial(
                 Window(horizon, self.retention_ms).expired, grace_ms=ARRIVAL_MARGIN_MS
             )
+            keys = sweep_slice(self.unswept.pop(partition, 0))
             with acting_for(event):
-                removed += self.accounts.sweep(partition, expired, SWEEP_SLICE)
+                removed += self.accounts.sweep(partition, expired, keys)
         if removed:
             self.log.info("🧹 Removed %d expired ledger entries from the archive", removed)
             self.metrics.archive_removed.labels(participant=self.participant.role.name).inc(removed)
